@@ -1,0 +1,259 @@
+import { existsSync, readFileSync } from 'node:fs'
+import { createInterface } from 'node:readline/promises'
+import { Command, CommanderError, InvalidArgumentError, Option } from 'commander'
+import type { Config } from '../core/config'
+import { EXIT, UserError, exitCodeFor, messageOf, reasonCodeFor } from '../core/errors'
+import { historyMarkdown, historyReport } from '../core/history'
+import type { Logger } from '../core/logger'
+import type { Level, RunRecord } from '../core/run-record'
+import { timelineText } from '../core/timeline'
+import { configPath, loadConfig } from '../drivers/config-file'
+import { rollback } from '../engine/rollback'
+import type { Step } from '../engine/run-steps'
+import { createService, type Service } from '../engine/service'
+import { takeSnapshot } from '../engine/snapshot'
+import { runAppServer } from '../sandbox/app-server'
+import { sandboxDown, sandboxUp } from '../sandbox/sandbox'
+import { ConsoleLogger } from './console-logger'
+
+/** What the CLI prints on stdout: human text, or one JSON document with --json. */
+interface Output {
+  json: boolean
+  result(human: string, data: unknown): void
+}
+
+interface GlobalOptions {
+  config?: string
+  json?: boolean
+  verbose?: boolean
+}
+
+function parseLevel(value: string): Level {
+  if (value === '1' || value === '2' || value === '3') return Number(value) as Level
+  throw new InvalidArgumentError('expected 1, 2 or 3')
+}
+
+function parseCount(value: string): number {
+  const n = Number(value)
+  if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError('expected a whole number ≥ 1')
+  return n
+}
+
+/** The runbook's confirmation: shows what will happen and asks for the word ROLLBACK on the terminal. */
+function terminalConfirm(config: Config, level: Level, log: Logger): (plan: readonly Step[]) => Promise<boolean> {
+  return async plan => {
+    const budget = plan.reduce((s, x) => s + x.budgetSeconds, 0)
+    log.info(
+      [
+        '',
+        `About to run Level ${level} rollback on ${config.service} (${config.environment}):`,
+        ...plan.map(s => `  - ${s.name}: ${s.describe()}`),
+        `Estimated time: about ${Math.ceil(budget / 60)} min`,
+        ''
+      ].join('\n')
+    )
+    const rl = createInterface({ input: process.stdin, output: process.stderr })
+    try {
+      const answer = await rl.question("Type 'ROLLBACK' to confirm: ")
+      return answer.trim() === 'ROLLBACK'
+    } finally {
+      rl.close()
+    }
+  }
+}
+
+function serviceFrom(opts: GlobalOptions, log: Logger): Service {
+  return createService(loadConfig(configPath(opts.config)), log)
+}
+
+function crashHook(): number | undefined {
+  const v = process.env.BACKOUT_TEST_CRASH_AFTER_STEP
+  return v ? Number(v) : undefined
+}
+
+export function buildProgram(log: Logger, setExit: (code: number) => void): Command {
+  const program = new Command('backout')
+    .description('Production rollback as code: assess, snapshot, roll back, validate, file the incident.')
+    .option('-c, --config <file>', 'the service config (default: $BACKOUT_CONFIG or ./backout.yml)')
+    .option('--json', 'print one JSON document on stdout instead of text')
+    .option('-v, --verbose', 'more detail on stderr')
+    .exitOverride()
+    .configureOutput({ writeErr: s => process.stderr.write(s) })
+
+  const out = (): Output => {
+    const json = Boolean(program.opts<GlobalOptions>().json)
+    return {
+      json,
+      result(human, data) {
+        process.stdout.write(json ? JSON.stringify(data, null, 2) + '\n' : human + '\n')
+      }
+    }
+  }
+  const globals = (): GlobalOptions => program.opts<GlobalOptions>()
+
+  const reportRun = (record: RunRecord, error: unknown): void => {
+    out().result(timelineText(record) + (error ? `\n${record.status}: ${messageOf(error)}` : ''), record)
+    if (error) setExit(exitCodeFor(error))
+  }
+
+  program
+    .command('rollback')
+    .description('roll the service back: level 1 (blue/green switch), 2 (full), 3 (point-in-time)')
+    .addOption(new Option('-l, --level <n>', 'rollback level').argParser(parseLevel))
+    .option('-t, --target <id>', 'backup id to roll back to (backout list shows them)')
+    .option('--quick', 'Level 1 without confirmation (the runbook\'s rollback.sh --quick)')
+    .option('--auto-confirm', 'do not ask for ROLLBACK (for automation)')
+    .option('--dry-run', 'print every step and what it would change; change nothing')
+    .option('-r, --reason <text>', 'why (goes into the history log and the incident)', 'manual rollback')
+    .action(async (o: { level?: Level; target?: string; quick?: boolean; autoConfirm?: boolean; dryRun?: boolean; reason: string }) => {
+      const level: Level | undefined = o.quick ? 1 : o.level
+      if (level === undefined)
+        throw new UserError('rollback needs --level 1, 2 or 3 (or --quick for Level 1)', 'bad_argument')
+      if (o.quick && o.level !== undefined && o.level !== 1)
+        throw new UserError(`--quick is Level 1; it cannot be combined with --level ${o.level}`, 'bad_argument')
+      const autoConfirm = Boolean(o.autoConfirm || o.quick)
+      if (!o.dryRun && !autoConfirm && !process.stdin.isTTY)
+        throw new UserError(
+          'no terminal to confirm on — pass --auto-confirm to roll back without typing ROLLBACK, or --dry-run to see the plan',
+          'not_confirmed'
+        )
+      const service = serviceFrom(globals(), log)
+      const { record, error } = await rollback(service, {
+        level,
+        target: o.target,
+        reason: o.reason,
+        dryRun: Boolean(o.dryRun),
+        confirm: autoConfirm ? () => Promise.resolve(true) : terminalConfirm(service.config, level, log),
+        crashAfterStep: crashHook()
+      })
+      reportRun(record, error)
+    })
+
+  program
+    .command('snapshot')
+    .description('take a verified backup of the service now')
+    .option('--safety', 'name it rollback-safety-<id> and record it in state/last_safety_backup')
+    .action(async (o: { safety?: boolean }) => {
+      const service = serviceFrom(globals(), log)
+      const info = await takeSnapshot(service, { safety: Boolean(o.safety) })
+      const problems = await service.store.verify(info.id)
+      if (problems.length) throw new Error(`backup ${info.id} failed its own verification: ${problems.join('; ')}`)
+      out().result(`${info.id}  ${info.manifest.files.length} files, ${info.sizeBytes} bytes, verified`, info.manifest)
+    })
+
+  program
+    .command('list')
+    .description('the backups, newest first, with current / previous markers')
+    .action(() => {
+      const service = serviceFrom(globals(), log)
+      const backups = service.store.list()
+      const now = Date.now()
+      const rows = backups.map((b, i) => {
+        const age = Math.round((now - Date.parse(b.manifest.createdAt)) / 60000)
+        const marker = i === 0 ? '(current)' : b.manifest.kind === 'snapshot' && i === 1 ? '(previous)' : ''
+        return `${String(i + 1).padStart(3)}  ${b.id.padEnd(32)} ${b.manifest.kind.padEnd(8)} live=${b.manifest.versions.live ?? '?'}  ${age} min ago  ${b.sizeBytes} bytes ${marker}`
+      })
+      out().result(
+        rows.length ? rows.join('\n') : `no backups in ${service.config.backups.dir}`,
+        backups.map(b => ({ id: b.id, kind: b.manifest.kind, createdAt: b.manifest.createdAt, sizeBytes: b.sizeBytes, versions: b.manifest.versions }))
+      )
+    })
+
+  program
+    .command('verify <id>')
+    .description('check a backup against its manifest (size and sha256 of every file)')
+    .option('--quick', 'checksums only')
+    .action(async (id: string) => {
+      const service = serviceFrom(globals(), log)
+      const problems = await service.store.verify(id)
+      if (problems.length) {
+        out().result(`backup ${id} is damaged:\n  ${problems.join('\n  ')}`, { id, ok: false, problems })
+        setExit(EXIT.failed)
+        return
+      }
+      out().result(`backup ${id}: every checksum matches`, { id, ok: true, problems: [] })
+    })
+
+  program
+    .command('history')
+    .description('the rollback history log, or its report')
+    .option('--report', 'count by level, mean duration, success rate')
+    .addOption(new Option('--format <format>', 'output format').choices(['text', 'markdown']).default('text'))
+    .action((o: { report?: boolean; format: 'text' | 'markdown' }) => {
+      const config = loadConfig(configPath(globals().config))
+      const lines = existsSync(config.history.log) ? readFileSync(config.history.log, 'utf8').split('\n').filter(Boolean) : []
+      if (o.format === 'markdown') return out().result(historyMarkdown(lines), { lines })
+      if (!o.report) return out().result(lines.join('\n') || `no rollbacks yet (${config.history.log})`, { lines })
+      const r = historyReport(lines)
+      out().result(
+        [
+          `Rollbacks: ${r.total}`,
+          ...Object.entries(r.byLevel).map(([k, v]) => `  ${v} ${k}`),
+          `Average: ${r.meanDurationSeconds.toFixed(1)} seconds`,
+          `Success rate: ${r.successRatePercent.toFixed(0)}%`,
+          ...(r.unparsedLines ? [`(${r.unparsedLines} lines not in the runbook's format were skipped)`] : [])
+        ].join('\n'),
+        r
+      )
+    })
+
+  const sandbox = program.command('sandbox').description('a real environment to try backout on, on loopback')
+  sandbox
+    .command('up')
+    .requiredOption('--dir <dir>', 'where the sandbox lives')
+    .addOption(new Option('--db <kind>', 'database').choices(['postgres', 'sqlite']))
+    .addOption(new Option('--live <color>', 'which target is live when ready').choices(['blue', 'green']).default('green'))
+    .action(async (o: { dir: string; db?: 'postgres' | 'sqlite'; live: 'blue' | 'green' }) => {
+      const script = process.argv[1]
+      if (!script) throw new Error('cannot tell which script runs backout')
+      const state = await sandboxUp({
+        dir: o.dir,
+        db: o.db,
+        live: o.live,
+        appCommand: [process.execPath, script, 'sandbox', 'app'],
+        log
+      })
+      out().result(`sandbox ready: ${state.config}\n  nginx http://127.0.0.1:${state.nginxPort}`, state)
+    })
+  sandbox
+    .command('down')
+    .requiredOption('--dir <dir>', 'the sandbox directory')
+    .action(async (o: { dir: string }) => {
+      await sandboxDown(o.dir, log)
+      out().result(`sandbox in ${o.dir} stopped`, { stopped: o.dir })
+    })
+  sandbox
+    .command('app', { hidden: true })
+    .requiredOption('--port <n>', 'port', parseCount)
+    .requiredOption('--environment <name>', 'blue or green')
+    .requiredOption('--version <v>', 'version it reports')
+    .option('--error-rate <r>', 'share of API requests that fail', Number, 0)
+    .option('--delay-ms <ms>', 'latency of API requests', Number, 0)
+    .action((o: { port: number; environment: string; version: string; errorRate: number; delayMs: number }) =>
+      runAppServer({ host: '127.0.0.1', ...o })
+    )
+
+  return program
+}
+
+/** Runs the CLI; returns the exit code. */
+export async function main(argv: readonly string[]): Promise<number> {
+  let code: number = EXIT.ok
+  const verbose = argv.includes('-v') || argv.includes('--verbose')
+  const log = new ConsoleLogger(process.stderr, verbose)
+  const program = buildProgram(log, c => (code = c))
+  try {
+    await program.parseAsync(argv as string[])
+    return code
+  } catch (e) {
+    if (e instanceof CommanderError) {
+      // --help and --version end here with code 0; a bad argument is the user's to fix: exit 2.
+      return e.exitCode === 0 ? EXIT.ok : EXIT.refused
+    }
+    const json = argv.includes('--json')
+    if (json)
+      process.stdout.write(JSON.stringify({ error: messageOf(e), reasonCode: reasonCodeFor(e), exitCode: exitCodeFor(e) }) + '\n')
+    log.error(messageOf(e))
+    return exitCodeFor(e)
+  }
+}

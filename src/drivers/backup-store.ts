@@ -1,0 +1,143 @@
+import { createHash } from 'node:crypto'
+import { createReadStream, existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync, copyFileSync } from 'node:fs'
+import path from 'node:path'
+import { UserError } from '../core/errors'
+import { type Manifest, type ManifestEntry, MANIFEST_SCHEMA, isBackupId, manifestProblems } from '../core/manifest'
+
+export interface BackupInfo {
+  id: string
+  dir: string
+  manifest: Manifest
+  sizeBytes: number
+}
+
+export function sha256File(file: string): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const hash = createHash('sha256')
+    createReadStream(file)
+      .on('data', chunk => hash.update(chunk))
+      .on('error', reject)
+      .on('end', () => resolve(hash.digest('hex')))
+  })
+}
+
+function walk(dir: string, base = dir): string[] {
+  const out: string[] = []
+  for (const entry of readdirSync(dir, { withFileTypes: true })) {
+    const full = path.join(dir, entry.name)
+    if (entry.isDirectory()) out.push(...walk(full, base))
+    else if (entry.isFile()) out.push(path.relative(base, full))
+  }
+  return out.sort()
+}
+
+/** A backup being written: files go into `<id>.partial/`, which becomes `<id>/` only at commit. */
+export interface BackupWriter {
+  id: string
+  /** The directory to write files into. */
+  dir: string
+  writeText(relPath: string, text: string): void
+  copyIn(relPath: string, source: string): void
+  /** Writes manifest.json last (size and sha256 of every file), then renames the directory into place. */
+  commit(meta: Omit<Manifest, 'schema' | 'id' | 'files' | 'createdAt'>): Promise<BackupInfo>
+  abort(): void
+}
+
+/** The backup directory: one directory per backup id, each complete only once its manifest exists. */
+export class BackupStore {
+  constructor(readonly root: string) {}
+
+  /** A path inside the store for an id, refusing anything that is not a backup id (no traversal). */
+  pathOf(id: string): string {
+    if (!isBackupId(id))
+      throw new UserError(
+        `"${id.slice(0, 80)}" is not a backup id — expected YYYYMMDD-HHMMSS or rollback-safety-YYYYMMDD-HHMMSS (backout list shows them)`,
+        'bad_target'
+      )
+    return path.join(this.root, id)
+  }
+
+  begin(id: string): BackupWriter {
+    const final = this.pathOf(id)
+    if (existsSync(final)) throw new UserError(`backup ${id} already exists in ${this.root}`, 'backup_exists')
+    const dir = `${final}.partial`
+    rmSync(dir, { recursive: true, force: true })
+    mkdirSync(dir, { recursive: true })
+    return {
+      id,
+      dir,
+      writeText(rel, text) {
+        const file = path.join(dir, rel)
+        mkdirSync(path.dirname(file), { recursive: true })
+        writeFileSync(file, text)
+      },
+      copyIn(rel, source) {
+        const file = path.join(dir, rel)
+        mkdirSync(path.dirname(file), { recursive: true })
+        copyFileSync(source, file)
+      },
+      commit: async meta => {
+        const files: ManifestEntry[] = []
+        for (const rel of walk(dir)) {
+          const full = path.join(dir, rel)
+          files.push({ path: rel, size: statSync(full).size, sha256: await sha256File(full) })
+        }
+        const manifest: Manifest = { schema: MANIFEST_SCHEMA, id, createdAt: new Date().toISOString(), ...meta, files }
+        writeFileSync(path.join(dir, 'manifest.json'), JSON.stringify(manifest, null, 2) + '\n')
+        renameSync(dir, final)
+        return { id, dir: final, manifest, sizeBytes: files.reduce((s, f) => s + f.size, 0) }
+      },
+      abort() {
+        rmSync(dir, { recursive: true, force: true })
+      }
+    }
+  }
+
+  /** Complete backups (with a manifest), newest first. Partial ones are never listed. */
+  list(): BackupInfo[] {
+    if (!existsSync(this.root)) return []
+    const out: BackupInfo[] = []
+    for (const name of readdirSync(this.root)) {
+      if (!isBackupId(name)) continue
+      const dir = path.join(this.root, name)
+      const file = path.join(dir, 'manifest.json')
+      if (!existsSync(file)) continue
+      try {
+        const manifest = JSON.parse(readFileSync(file, 'utf8')) as Manifest
+        if (manifest.schema !== MANIFEST_SCHEMA) continue
+        out.push({ id: name, dir, manifest, sizeBytes: manifest.files.reduce((s, f) => s + f.size, 0) })
+      } catch {
+        continue
+      }
+    }
+    return out.sort((a, b) => b.manifest.createdAt.localeCompare(a.manifest.createdAt))
+  }
+
+  /** The backup with this id, or a UserError that lists the ones there are (the runbook's common issue). */
+  get(id: string): BackupInfo {
+    const dir = this.pathOf(id)
+    const found = this.list().find(b => b.id === id)
+    if (found) return found
+    const there = this.list()
+      .slice(0, 10)
+      .map(b => `  ${b.id}  (${b.manifest.kind}, ${b.manifest.versions.live ?? '?'})`)
+    throw new UserError(
+      `backup not found: ${id} (looked for ${dir}/manifest.json).\n` +
+        (there.length ? `Backups in ${this.root}:\n${there.join('\n')}` : `There are no backups in ${this.root}.`) +
+        '\nPick one of these, or set backups.dir in backout.yml if the backups live elsewhere.',
+      'backup_not_found'
+    )
+  }
+
+  /** Checks every file against the manifest; returns the problems (empty when the backup is intact). */
+  async verify(id: string): Promise<string[]> {
+    const info = this.get(id)
+    const actual = new Map<string, ManifestEntry | undefined>()
+    for (const want of info.manifest.files) {
+      const full = path.join(info.dir, want.path)
+      if (!existsSync(full)) continue
+      actual.set(want.path, { path: want.path, size: statSync(full).size, sha256: await sha256File(full) })
+    }
+    return manifestProblems(info.manifest, actual)
+  }
+}

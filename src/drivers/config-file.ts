@@ -1,0 +1,72 @@
+import { existsSync, readFileSync } from 'node:fs'
+import path from 'node:path'
+import { parse as parseYaml, YAMLParseError } from 'yaml'
+import { type Config, parseConfig } from '../core/config'
+import { UserError } from '../core/errors'
+
+/** Where the config comes from: --config, else $BACKOUT_CONFIG, else ./backout.yml. */
+export function configPath(explicit?: string, env: NodeJS.ProcessEnv = process.env): string {
+  return path.resolve(explicit ?? env.BACKOUT_CONFIG ?? 'backout.yml')
+}
+
+/** Reads, parses and validates backout.yml; relative paths in it are taken from the file's directory. */
+export function loadConfig(file: string): Config {
+  if (!existsSync(file))
+    throw new UserError(
+      `config file ${file} does not exist — create it (see docs/config.md), pass --config FILE, ` +
+        'or set BACKOUT_CONFIG; `backout sandbox up --dir DIR` writes a working example',
+      'bad_config'
+    )
+  let raw: unknown
+  try {
+    raw = parseYaml(readFileSync(file, 'utf8'))
+  } catch (e) {
+    const where = e instanceof YAMLParseError && e.linePos ? ` at line ${e.linePos[0].line}` : ''
+    throw new UserError(
+      `${file} is not valid YAML${where}: ${e instanceof Error ? e.message.split('\n')[0] : String(e)} — fix the syntax`,
+      'bad_config'
+    )
+  }
+  return resolvePaths(parseConfig(raw, file), path.dirname(file))
+}
+
+function resolvePaths(cfg: Config, base: string): Config {
+  const r = (p: string): string => path.resolve(base, p)
+  const ro = (p: string | undefined): string | undefined => (p === undefined ? undefined : r(p))
+  const targets = { ...cfg.targets }
+  for (const color of ['blue', 'green'] as const) {
+    const t = cfg.targets[color]
+    targets[color] = {
+      ...t,
+      process: t.process && {
+        ...t.process,
+        pidFile: r(t.process.pidFile),
+        cwd: r(t.process.cwd ?? '.'),
+        logFile: ro(t.process.logFile)
+      },
+      compose: t.compose && { ...t.compose, file: r(t.compose.file) },
+      systemd: t.systemd && { ...t.systemd, gitDir: ro(t.systemd.gitDir) }
+    }
+  }
+  const db = cfg.database
+  let database = db
+  if (db?.kind === 'sqlite') database = { ...db, path: r(db.path) }
+  if (db?.kind === 'postgres')
+    database = { ...db, dataDir: ro(db.dataDir), binDir: ro(db.binDir), walArchiveDir: ro(db.walArchiveDir) }
+  if (database?.migrations) {
+    const m = database.migrations
+    database = { ...database, migrations: m.kind === 'sql' ? { ...m, dir: r(m.dir) } : { ...m, ini: r(m.ini) } }
+  }
+  return {
+    ...cfg,
+    targets,
+    database,
+    nginx: { ...cfg.nginx, upstreamFile: r(cfg.nginx.upstreamFile) },
+    configFiles: cfg.configFiles.map(r),
+    data: cfg.data.map(d => ({ ...d, path: r(d.path) })),
+    corruptionMarker: ro(cfg.corruptionMarker),
+    backups: { ...cfg.backups, dir: r(cfg.backups.dir) },
+    state: { dir: r(cfg.state.dir) },
+    history: { log: r(cfg.history.log) }
+  }
+}

@@ -1,0 +1,90 @@
+import { spawn } from 'node:child_process'
+import { existsSync, openSync, closeSync, readFileSync, writeFileSync, rmSync, mkdirSync } from 'node:fs'
+import path from 'node:path'
+
+/** Processes backout starts and stops itself, tracked by PID file (there is no systemd as PID 1 here). */
+
+export function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0)
+    return true
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM'
+  }
+}
+
+export function readPid(pidFile: string): number | undefined {
+  if (!existsSync(pidFile)) return undefined
+  const pid = Number(readFileSync(pidFile, 'utf8').trim())
+  return Number.isInteger(pid) && pid > 0 ? pid : undefined
+}
+
+/** The PID in the file, when that process is alive. */
+export function runningPid(pidFile: string): number | undefined {
+  const pid = readPid(pidFile)
+  return pid !== undefined && isAlive(pid) ? pid : undefined
+}
+
+export interface StartSpec {
+  command: readonly string[]
+  cwd?: string
+  env?: Record<string, string>
+  pidFile: string
+  logFile: string
+}
+
+/** Starts a detached process with its output in logFile and its PID in pidFile. */
+export function startDetached(spec: StartSpec): number {
+  const [file, ...args] = spec.command
+  if (!file) throw new Error('startDetached: empty command')
+  mkdirSync(path.dirname(spec.logFile), { recursive: true })
+  mkdirSync(path.dirname(spec.pidFile), { recursive: true })
+  const fd = openSync(spec.logFile, 'a')
+  try {
+    const child = spawn(file, args, {
+      cwd: spec.cwd,
+      env: { ...process.env, ...spec.env },
+      detached: true,
+      stdio: ['ignore', fd, fd]
+    })
+    if (child.pid === undefined) throw new Error(`could not start ${file}`)
+    child.unref()
+    writeFileSync(spec.pidFile, `${child.pid}\n`)
+    return child.pid
+  } finally {
+    closeSync(fd)
+  }
+}
+
+const sleep = (ms: number): Promise<void> => new Promise(r => setTimeout(r, ms))
+
+/**
+ * Stops a process gracefully: SIGTERM, then up to timeoutMs for it to exit, then SIGKILL.
+ * Returns how it ended. A process that is not running is already stopped.
+ */
+export async function stopPid(pid: number, timeoutMs: number): Promise<'not-running' | 'terminated' | 'killed'> {
+  if (!isAlive(pid)) return 'not-running'
+  process.kill(pid, 'SIGTERM')
+  const deadline = Date.now() + timeoutMs
+  while (Date.now() < deadline) {
+    if (!isAlive(pid)) return 'terminated'
+    await sleep(25)
+  }
+  try {
+    process.kill(pid, 'SIGKILL')
+  } catch {
+    return 'terminated'
+  }
+  while (isAlive(pid)) await sleep(10)
+  return 'killed'
+}
+
+export async function stopByPidFile(
+  pidFile: string,
+  timeoutMs: number
+): Promise<'not-running' | 'terminated' | 'killed'> {
+  const pid = readPid(pidFile)
+  const outcome = pid === undefined ? 'not-running' : await stopPid(pid, timeoutMs)
+  rmSync(pidFile, { force: true })
+  return outcome
+}

@@ -1,0 +1,57 @@
+import type { Color, Config } from '../core/config'
+import { UserError } from '../core/errors'
+import { runningPid, startDetached, stopByPidFile } from './process'
+
+/** How backout starts, stops and inspects the blue and green targets, whatever runs them. */
+export interface Runtime {
+  readonly kind: Config['runtime']
+  /** A short state for containers.json and the timeline, e.g. "running (pid 123)". */
+  state(color: Color): Promise<{ running: boolean; detail: string }>
+  start(color: Color): Promise<string>
+  /** Stops gracefully within timeoutMs; returns how it ended. */
+  stop(color: Color, timeoutMs: number): Promise<string>
+}
+
+/** The `process` runtime: targets are plain processes tracked by PID file. */
+export function createProcessRuntime(config: Config, logDir: string): Runtime {
+  const spec = (color: Color): NonNullable<Config['targets']['blue']['process']> => {
+    const p = config.targets[color].process
+    if (!p) throw new UserError(`targets.${color}.process is missing — the process runtime needs it`, 'bad_config')
+    return p
+  }
+  return {
+    kind: 'process',
+    state(color) {
+      const pid = runningPid(spec(color).pidFile)
+      return Promise.resolve({
+        running: pid !== undefined,
+        detail: pid !== undefined ? `running (pid ${pid})` : 'stopped'
+      })
+    },
+    start(color) {
+      const p = spec(color)
+      const running = runningPid(p.pidFile)
+      if (running !== undefined) return Promise.resolve(`already running (pid ${running})`)
+      const pid = startDetached({
+        command: p.command,
+        cwd: p.cwd,
+        env: p.env,
+        pidFile: p.pidFile,
+        logFile: p.logFile ?? `${logDir}/${config.service}-${color}.log`
+      })
+      return Promise.resolve(`started (pid ${pid})`)
+    },
+    async stop(color, timeoutMs) {
+      const outcome = await stopByPidFile(spec(color).pidFile, timeoutMs)
+      return outcome === 'killed' ? `did not stop in ${timeoutMs / 1000}s: killed` : outcome
+    }
+  }
+}
+
+export function createRuntime(config: Config, logDir: string): Runtime {
+  if (config.runtime === 'process') return createProcessRuntime(config, logDir)
+  throw new UserError(
+    `runtime "${config.runtime}" is not supported by this version of backout yet — use runtime: process`,
+    'unsupported_runtime'
+  )
+}

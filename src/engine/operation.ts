@@ -1,0 +1,94 @@
+import { appendFileSync, mkdirSync, writeFileSync } from 'node:fs'
+import path from 'node:path'
+import type { Config } from '../core/config'
+import { UserError, messageOf, reasonCodeFor } from '../core/errors'
+import { formatHistoryLine, historyEntryFor } from '../core/history'
+import type { Logger } from '../core/logger'
+import { RUN_RECORD_SCHEMA, newRunId, type Level, type Operation, type RunRecord } from '../core/run-record'
+import { acquireLock } from '../drivers/lock'
+import { runSteps, type RunStepsOptions, type Step } from './run-steps'
+
+export interface OperationRequest {
+  config: Config
+  operation: Operation
+  level?: Level
+  reason: string
+  dryRun: boolean
+  log: Logger
+  rtoSeconds: number
+  confirm: RunStepsOptions['confirm']
+  crashAfterStep?: number
+  /** Builds the steps; may fill record.from / record.to as it learns them. */
+  steps(record: RunRecord): Step[]
+}
+
+export interface OperationResult {
+  record: RunRecord
+  error?: unknown
+}
+
+/**
+ * One operation on one service: takes the service lock (not for a dry run), runs the steps, and always
+ * leaves a run record in state/runs/ and — for a rollback — one line in the history log.
+ */
+export async function runOperation(req: OperationRequest): Promise<OperationResult> {
+  const started = new Date()
+  const record: RunRecord = {
+    schema: RUN_RECORD_SCHEMA,
+    id: newRunId(started),
+    service: req.config.service,
+    environment: req.config.environment,
+    operation: req.operation,
+    level: req.level,
+    reason: req.reason,
+    status: req.dryRun ? 'planned' : 'success',
+    dryRun: req.dryRun,
+    startedAt: started.toISOString(),
+    rtoSeconds: req.rtoSeconds,
+    steps: []
+  }
+  const lock = req.dryRun
+    ? undefined
+    : acquireLock(req.config.state.dir, req.config.service, `${req.operation}${req.level ? ` level ${req.level}` : ''}`, h =>
+        req.log.warn(
+          `took over a stale lock${h ? ` left by PID ${h.pid} on ${h.host} (${h.operation}, started ${h.startedAt})` : ''}`
+        )
+      )
+  const startedMs = performance.now()
+  let error: unknown
+  try {
+    await runSteps(record, req.steps(record), {
+      dryRun: req.dryRun,
+      log: req.log,
+      rtoSeconds: req.rtoSeconds,
+      confirm: req.confirm,
+      crashAfterStep: req.crashAfterStep
+    })
+  } catch (e) {
+    error = e
+    record.status = e instanceof UserError ? 'refused' : 'failed'
+    record.error = messageOf(e)
+    record.reasonCode = reasonCodeFor(e)
+  } finally {
+    record.endedAt = new Date().toISOString()
+    record.durationMs = Math.round(performance.now() - startedMs)
+    try {
+      persist(req.config, record)
+    } finally {
+      lock?.release()
+    }
+  }
+  return { record, error }
+}
+
+function persist(config: Config, record: RunRecord): void {
+  if (record.dryRun) return
+  const runs = path.join(config.state.dir, 'runs')
+  mkdirSync(runs, { recursive: true })
+  writeFileSync(path.join(runs, `${record.id}.json`), JSON.stringify(record, null, 2) + '\n')
+  const entry = historyEntryFor(record)
+  if (entry) {
+    mkdirSync(path.dirname(config.history.log), { recursive: true })
+    appendFileSync(config.history.log, formatHistoryLine(entry) + '\n')
+  }
+}

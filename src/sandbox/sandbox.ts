@@ -1,0 +1,325 @@
+import { chmodSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import path from 'node:path'
+import { stringify as toYaml } from 'yaml'
+import { UserError } from '../core/errors'
+import { renderUpstream } from '../core/upstream'
+import type { Logger } from '../core/logger'
+import { runChecked, runCommand } from '../drivers/exec'
+import { loadConfig } from '../drivers/config-file'
+import { probe } from '../drivers/http'
+import { freePort } from '../drivers/net'
+import { createNginx } from '../drivers/nginx'
+import { findPgBinDir, initCluster, psql, startCluster, stopCluster, describeCluster } from '../drivers/postgres-cluster'
+import { readPid, runningPid, startDetached, stopByPidFile, stopPid } from '../drivers/process'
+import { sqliteExec } from '../drivers/sqlite-cli'
+import { createService } from '../engine/service'
+import { takeSnapshot } from '../engine/snapshot'
+
+/**
+ * The sandbox: a real environment to try backout on, under one directory and on loopback only — the app
+ * in two versions (blue v2.4.9 stable, green v2.5.0 failing a share of requests and slow), real nginx in
+ * front, a real PostgreSQL cluster (SQLite where PostgreSQL is not installed) holding the app's tables, and
+ * DIR/backout.yml describing it all. `up` leaves it as on-call finds it: green deployed and live.
+ */
+export interface SandboxOptions {
+  dir: string
+  /** The command that runs the sandbox app: `<appCommand> --port N --environment E ...`. */
+  appCommand: readonly string[]
+  db?: 'postgres' | 'sqlite'
+  /** Which target is live when up returns: green (the bad deployment happened) or blue. */
+  live?: 'blue' | 'green'
+  log: Logger
+}
+
+export interface SandboxState {
+  dir: string
+  config: string
+  db: 'postgres' | 'sqlite'
+  nginxPort: number
+  ports: { blue: number; green: number; postgres?: number }
+  pgDataDir?: string
+  pgBinDir?: string
+}
+
+const VERSIONS = { blue: 'v2.4.9', green: 'v2.5.0' } as const
+const BEHAVIOUR = { blue: { errorRate: 0, delayMs: 5 }, green: { errorRate: 0.3, delayMs: 1200 } } as const
+
+const STATE_FILE = 'sandbox.json'
+
+export function readSandboxState(dir: string): SandboxState | undefined {
+  const file = path.join(dir, STATE_FILE)
+  return existsSync(file) ? (JSON.parse(readFileSync(file, 'utf8')) as SandboxState) : undefined
+}
+
+const SCHEMA_PG = `
+CREATE TABLE schema_migrations (version bigint PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now());
+CREATE TABLE users (id serial PRIMARY KEY, name text NOT NULL, email text NOT NULL UNIQUE, created_at timestamptz NOT NULL DEFAULT now());
+CREATE TABLE sessions (id serial PRIMARY KEY, user_id int NOT NULL REFERENCES users(id), started_at timestamptz NOT NULL DEFAULT now());
+CREATE TABLE game_state (id serial PRIMARY KEY, session_id int NOT NULL REFERENCES sessions(id), state jsonb NOT NULL);
+INSERT INTO schema_migrations (version) VALUES (101), (102), (103), (104);
+INSERT INTO users (name, email) SELECT 'user ' || g, 'user' || g || '@example.test' FROM generate_series(1, 1000) g;
+INSERT INTO sessions (user_id) SELECT 1 + (g % 1000) FROM generate_series(1, 2000) g;
+INSERT INTO game_state (session_id, state) SELECT g, jsonb_build_object('level', g % 50, 'score', g * 7) FROM generate_series(1, 2000) g;
+`
+
+const SCHEMA_SQLITE = `
+CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL DEFAULT CURRENT_TIMESTAMP);
+CREATE TABLE users (id INTEGER PRIMARY KEY, name TEXT NOT NULL, email TEXT NOT NULL UNIQUE, created_at TEXT NOT NULL DEFAULT CURRENT_TIMESTAMP);
+CREATE TABLE sessions (id INTEGER PRIMARY KEY, user_id INTEGER NOT NULL REFERENCES users(id), started_at TEXT NOT NULL DEFAULT CURRENT_TIMESTAMP);
+CREATE TABLE game_state (id INTEGER PRIMARY KEY, session_id INTEGER NOT NULL REFERENCES sessions(id), state TEXT NOT NULL);
+INSERT INTO schema_migrations (version) VALUES (101), (102), (103), (104);
+WITH RECURSIVE g(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM g WHERE n < 2000)
+  INSERT INTO users (name, email) SELECT 'user ' || n, 'user' || n || '@example.test' FROM g WHERE n <= 1000;
+WITH RECURSIVE g(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM g WHERE n < 2000)
+  INSERT INTO sessions (user_id) SELECT 1 + (n % 1000) FROM g;
+WITH RECURSIVE g(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM g WHERE n < 2000)
+  INSERT INTO game_state (session_id, state) SELECT n, json_object('level', n % 50, 'score', n * 7) FROM g;
+`
+
+const MIGRATION_105_UP = `BEGIN;
+ALTER TABLE users ADD COLUMN preferences TEXT;
+INSERT INTO schema_migrations (version) VALUES (105);
+COMMIT;
+`
+const MIGRATION_105_DOWN = `-- Migration 105 -> 104 rollback script
+BEGIN;
+ALTER TABLE users DROP COLUMN preferences;
+DELETE FROM schema_migrations WHERE version = 105;
+COMMIT;
+`
+
+function nginxConf(dir: string, port: number): string {
+  const n = path.join(dir, 'nginx')
+  const isRoot = process.getuid?.() === 0
+  return `# backout sandbox — nginx in front of blue and green
+${isRoot ? 'user root root;\n' : ''}worker_processes 1;
+pid ${path.join(dir, 'run', 'nginx.pid')};
+error_log ${path.join(dir, 'logs', 'nginx-error.log')} warn;
+events { worker_connections 1024; }
+http {
+  access_log ${path.join(dir, 'logs', 'nginx-access.log')};
+  client_body_temp_path ${n}/tmp/body;
+  proxy_temp_path ${n}/tmp/proxy;
+  fastcgi_temp_path ${n}/tmp/fastcgi;
+  uwsgi_temp_path ${n}/tmp/uwsgi;
+  scgi_temp_path ${n}/tmp/scgi;
+  include ${n}/upstream.conf;
+  server {
+    listen 127.0.0.1:${port};
+    location / {
+      proxy_pass http://backend;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_next_upstream error timeout;
+      add_header X-Served-By $upstream_addr always;
+    }
+  }
+}
+`
+}
+
+async function waitForHttp(url: string, seconds: number): Promise<void> {
+  const deadline = Date.now() + seconds * 1000
+  while (Date.now() < deadline) {
+    const res = await probe(url, 1000)
+    if (res.ok) return
+    await new Promise(r => setTimeout(r, 50))
+  }
+  throw new Error(`${url} did not answer within ${seconds}s`)
+}
+
+export async function sandboxUp(options: SandboxOptions): Promise<SandboxState> {
+  const dir = path.resolve(options.dir)
+  const log = options.log
+  const existing = readSandboxState(dir)
+  if (existing && runningPid(path.join(dir, 'run', 'nginx.pid')) !== undefined)
+    throw new UserError(
+      `a sandbox already runs in ${dir} — stop it first: backout sandbox down --dir ${dir}`,
+      'sandbox_running'
+    )
+  const pgBin = findPgBinDir()
+  const db = options.db ?? (pgBin ? 'postgres' : 'sqlite')
+  if (db === 'postgres' && !pgBin)
+    throw new UserError('--db postgres: PostgreSQL is not installed — install postgresql-15 or use --db sqlite')
+  for (const sub of ['nginx/tmp', 'run', 'logs', 'data/godot', 'config', 'backups', 'state', 'migrations/rollback'])
+    mkdirSync(path.join(dir, sub), { recursive: true })
+  chmodSync(dir, 0o755)
+
+  const [nginxPort, bluePort, greenPort] = [await freePort(), await freePort(), await freePort()]
+  const state: SandboxState = {
+    dir,
+    config: path.join(dir, 'backout.yml'),
+    db,
+    nginxPort,
+    ports: { blue: bluePort, green: greenPort }
+  }
+
+  // Data the service owns: a data directory and config files.
+  writeFileSync(path.join(dir, 'data/godot/world.json'), JSON.stringify({ regions: 12, seed: 42 }) + '\n')
+  writeFileSync(path.join(dir, 'config/.env'), `IMAGE_TAG=${VERSIONS.blue}\nLOG_LEVEL=info\n`)
+  writeFileSync(path.join(dir, 'config/app.json'), JSON.stringify({ featureFlags: { newLobby: false } }, null, 2) + '\n')
+  writeFileSync(path.join(dir, 'migrations/105_add_user_preferences_up.sql'), MIGRATION_105_UP)
+  writeFileSync(path.join(dir, 'migrations/rollback/105_add_user_preferences_down.sql'), MIGRATION_105_DOWN)
+
+  // The database.
+  let database: Record<string, unknown>
+  if (db === 'postgres') {
+    const pgPort = await freePort()
+    state.ports.postgres = pgPort
+    state.pgDataDir = path.join(dir, 'pg', 'data')
+    state.pgBinDir = pgBin
+    mkdirSync(path.join(dir, 'pg'), { recursive: true, mode: 0o755 })
+    chmodSync(path.join(dir, 'pg'), 0o755)
+    await log.group('PostgreSQL', async () => {
+      const cluster = await initCluster({ dataDir: state.pgDataDir!, port: pgPort })
+      await startCluster(cluster, path.join(dir, 'pg', 'postgres.log'))
+      await psql(cluster, 'postgres', 'CREATE DATABASE app;')
+      await psql(cluster, 'app', SCHEMA_PG)
+      log.info(`PostgreSQL ${path.basename(path.dirname(pgBin!))} on 127.0.0.1:${pgPort}, database app seeded`)
+    })
+    database = {
+      kind: 'postgres',
+      url: `postgresql://postgres@127.0.0.1:${pgPort}/app`,
+      dataDir: 'pg/data',
+      criticalTables: ['users', 'sessions', 'game_state'],
+      migrations: { kind: 'sql', dir: 'migrations' }
+    }
+  } else {
+    await sqliteExec(path.join(dir, 'data', 'app.db'), SCHEMA_SQLITE)
+    log.info('SQLite database data/app.db seeded (PostgreSQL is not installed)')
+    database = {
+      kind: 'sqlite',
+      path: 'data/app.db',
+      criticalTables: ['users', 'sessions', 'game_state'],
+      migrations: { kind: 'sql', dir: 'migrations' }
+    }
+  }
+
+  // The two versions of the app.
+  const target = (color: 'blue' | 'green', port: number): Record<string, unknown> => ({
+    version: VERSIONS[color],
+    upstream: `127.0.0.1:${port}`,
+    process: {
+      command: [
+        ...options.appCommand,
+        '--port',
+        String(port),
+        '--environment',
+        color,
+        '--version',
+        VERSIONS[color],
+        '--error-rate',
+        String(BEHAVIOUR[color].errorRate),
+        '--delay-ms',
+        String(BEHAVIOUR[color].delayMs)
+      ],
+      pidFile: `run/${color}.pid`,
+      logFile: `logs/${color}.log`
+    }
+  })
+  const nginxArgs = ['-p', path.join(dir, 'nginx'), '-c', path.join(dir, 'nginx', 'nginx.conf')]
+  const config = {
+    service: 'spacetime',
+    environment: 'sandbox',
+    runtime: 'process',
+    targets: { blue: target('blue', bluePort), green: target('green', greenPort) },
+    nginx: {
+      upstreamFile: 'nginx/upstream.conf',
+      upstreamName: 'backend',
+      url: `http://127.0.0.1:${nginxPort}`,
+      test: ['nginx', '-t', '-q', ...nginxArgs],
+      reload: ['nginx', ...nginxArgs, '-s', 'reload']
+    },
+    health: { confirmRequests: 20, waitSeconds: 60, intervalSeconds: 1 },
+    stop: { timeoutSeconds: 10 },
+    database,
+    configFiles: ['config/.env', 'config/app.json', 'nginx/nginx.conf'],
+    data: [{ name: 'godot-data', path: 'data/godot' }],
+    corruptionMarker: 'data/godot/corruption_detected',
+    backups: { dir: 'backups', keep: 10, keepDays: 7 },
+    state: { dir: 'state' },
+    history: { log: 'rollback_history.log' }
+  }
+  writeFileSync(
+    state.config,
+    `# backout config for the sandbox in ${dir} (docs/config.md documents every key)\n` + toYaml(config)
+  )
+  writeFileSync(path.join(dir, STATE_FILE), JSON.stringify(state, null, 2) + '\n')
+  const cfg = loadConfig(state.config)
+
+  await log.group('Applications', async () => {
+    for (const color of ['blue', 'green'] as const) {
+      const p = cfg.targets[color].process!
+      startDetached({ command: p.command, cwd: p.cwd, env: p.env, pidFile: p.pidFile, logFile: p.logFile! })
+      await waitForHttp(`http://127.0.0.1:${state.ports[color]}/health`, 20)
+      log.info(`${color} ${VERSIONS[color]} on 127.0.0.1:${state.ports[color]}`)
+    }
+  })
+
+  await log.group('nginx', async () => {
+    writeFileSync(path.join(dir, 'nginx', 'nginx.conf'), nginxConf(dir, nginxPort))
+    writeFileSync(
+      cfg.nginx.upstreamFile,
+      renderUpstream(cfg.nginx.upstreamName, cfg.targets.blue.upstream, `active=blue version=${VERSIONS.blue} (sandbox up)`)
+    )
+    await runChecked(['nginx', ...nginxArgs])
+    await waitForHttp(`${cfg.nginx.url}/health`, 10)
+    log.info(`nginx on ${cfg.nginx.url} → blue`)
+  })
+
+  if ((options.live ?? 'green') === 'green') {
+    const service = createService(cfg, log)
+    const backup = await takeSnapshot(service, { safety: false })
+    log.info(`release record of blue ${VERSIONS.blue} before the deployment: backup ${backup.id}`)
+    await deployGreen(cfg.nginx, state)
+    log.info(`deployed green ${VERSIONS.green}: migration 105 applied, nginx → green`)
+  }
+  return state
+}
+
+/** The bad deployment: migration 105 and the switch to green. */
+async function deployGreen(nginxSettings: Parameters<typeof createNginx>[0], state: SandboxState): Promise<void> {
+  if (state.db === 'postgres') {
+    const cluster = describeCluster({ dataDir: state.pgDataDir!, port: state.ports.postgres! }, state.pgBinDir)
+    await psql(cluster, 'app', MIGRATION_105_UP)
+  } else {
+    await sqliteExec(path.join(state.dir, 'data', 'app.db'), MIGRATION_105_UP)
+  }
+  writeFileSync(path.join(state.dir, 'config/.env'), `IMAGE_TAG=${VERSIONS.green}\nLOG_LEVEL=info\n`)
+  await createNginx(nginxSettings).switchUpstream(
+    `127.0.0.1:${state.ports.green}`,
+    `active=green version=${VERSIONS.green} (sandbox deployment)`
+  )
+}
+
+/** Stops everything the sandbox started, by PID. Safe to run twice. */
+export async function sandboxDown(dirArg: string, log: Logger): Promise<void> {
+  const dir = path.resolve(dirArg)
+  const state = readSandboxState(dir)
+  if (!state)
+    throw new UserError(`no sandbox in ${dir} (no ${STATE_FILE}) — nothing to stop`, 'no_sandbox')
+  for (const color of ['blue', 'green'] as const) {
+    const outcome = await stopByPidFile(path.join(dir, 'run', `${color}.pid`), 10_000)
+    log.info(`${color}: ${outcome}`)
+  }
+  const nginxPid = readPid(path.join(dir, 'run', 'nginx.pid'))
+  if (nginxPid !== undefined) {
+    try {
+      process.kill(nginxPid, 'SIGQUIT') // graceful shutdown
+    } catch {
+      /* already gone */
+    }
+    log.info(`nginx: ${await stopPid(nginxPid, 10_000)}`)
+  }
+  if (state.pgDataDir && state.pgBinDir) {
+    await stopCluster({ dataDir: state.pgDataDir, binDir: state.pgBinDir })
+    log.info('PostgreSQL: stopped')
+  }
+  rmSync(path.join(dir, STATE_FILE), { force: true })
+}
+
+/** Runs nginx -t on a sandbox: used by tests to be sure the config stayed valid. */
+export async function sandboxNginxTest(dir: string): Promise<boolean> {
+  const res = await runCommand(['nginx', '-t', '-q', '-p', path.join(dir, 'nginx'), '-c', path.join(dir, 'nginx', 'nginx.conf')])
+  return res.code === 0
+}
