@@ -4,12 +4,18 @@ import path from 'node:path'
 
 /** Processes backout starts and stops itself, tracked by PID file (there is no systemd as PID 1 here). */
 
+/** Whether the process runs. A zombie (exited, not yet reaped by its parent or PID 1) does not. */
 export function isAlive(pid: number): boolean {
   try {
     process.kill(pid, 0)
-    return true
   } catch (e) {
     return (e as NodeJS.ErrnoException).code === 'EPERM'
+  }
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
+    return stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3) !== 'Z'
+  } catch {
+    return true // no /proc (not Linux): kill(0) is all there is
   }
 }
 

@@ -85,7 +85,8 @@ export async function runAppServer(options: AppOptions): Promise<void> {
   )
   const stop = (): void => {
     server.close(() => process.exit(0))
-    server.closeIdleConnections()
+    // Keep-alive connections become idle as their in-flight requests finish: close them as they do.
+    setInterval(() => server.closeIdleConnections(), 20).unref()
     setTimeout(() => {
       server.closeAllConnections()
       process.exit(0)

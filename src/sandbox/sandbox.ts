@@ -14,6 +14,7 @@ import { readPid, runningPid, startDetached, stopByPidFile, stopPid } from '../d
 import { sqliteExec } from '../drivers/sqlite-cli'
 import { createService } from '../engine/service'
 import { takeSnapshot } from '../engine/snapshot'
+import { confirmServedBy } from '../engine/level1'
 
 /**
  * The sandbox: a real environment to try backout on, under one directory and on loopback only — the app
@@ -272,6 +273,7 @@ export async function sandboxUp(options: SandboxOptions): Promise<SandboxState> 
     const backup = await takeSnapshot(service, { safety: false })
     log.info(`release record of blue ${VERSIONS.blue} before the deployment: backup ${backup.id}`)
     await deployGreen(cfg.nginx, state)
+    await confirmServedBy(service, 'green', cfg.health.confirmRequests, AbortSignal.timeout(10_000))
     log.info(`deployed green ${VERSIONS.green}: migration 105 applied, nginx → green`)
   }
   return state
@@ -298,18 +300,11 @@ export async function sandboxDown(dirArg: string, log: Logger): Promise<void> {
   const state = readSandboxState(dir)
   if (!state)
     throw new UserError(`no sandbox in ${dir} (no ${STATE_FILE}) — nothing to stop`, 'no_sandbox')
+  const nginxPid = readPid(path.join(dir, 'run', 'nginx.pid'))
+  if (nginxPid !== undefined) log.info(`nginx: ${await stopPid(nginxPid, 10_000)}`)
   for (const color of ['blue', 'green'] as const) {
     const outcome = await stopByPidFile(path.join(dir, 'run', `${color}.pid`), 10_000)
     log.info(`${color}: ${outcome}`)
-  }
-  const nginxPid = readPid(path.join(dir, 'run', 'nginx.pid'))
-  if (nginxPid !== undefined) {
-    try {
-      process.kill(nginxPid, 'SIGQUIT') // graceful shutdown
-    } catch {
-      /* already gone */
-    }
-    log.info(`nginx: ${await stopPid(nginxPid, 10_000)}`)
   }
   if (state.pgDataDir && state.pgBinDir) {
     await stopCluster({ dataDir: state.pgDataDir, binDir: state.pgBinDir })
