@@ -17,7 +17,7 @@ for (const [name, entry] of entries) {
   if (only.length && !only.includes(name)) continue
   const out = path.join(root, 'dist', name)
   rmSync(out, { recursive: true, force: true })
-  execFileSync(process.execPath, [ncc, 'build', entry, '-o', out, '--minify', '--no-source-map-register', '--quiet', '--license', 'licenses.txt'], {
+  execFileSync(process.execPath, [ncc, 'build', entry, '-o', out, '--minify', '--no-source-map-register', '--quiet', '--transpile-only', '--license', 'licenses.txt'], {
     cwd: root,
     stdio: 'inherit'
   })

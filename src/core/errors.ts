@@ -7,7 +7,7 @@ export const EXIT = { ok: 0, failed: 1, refused: 2, locked: 3 } as const
 
 /** Bad input or a safety check that failed before anything changed: exit 2. */
 export class UserError extends Error {
-  override readonly name = 'UserError'
+  override readonly name: string = 'UserError'
   constructor(
     message: string,
     readonly reasonCode = 'refused'
@@ -18,13 +18,13 @@ export class UserError extends Error {
 
 /** Another operation holds the service's lock: exit 3. */
 export class LockHeldError extends Error {
-  override readonly name = 'LockHeldError'
+  override readonly name: string = 'LockHeldError'
   readonly reasonCode = 'lock_held'
 }
 
 /** The operation ran and did not reach its goal: exit 1. */
 export class OperationError extends Error {
-  override readonly name = 'OperationError'
+  override readonly name: string = 'OperationError'
   constructor(
     message: string,
     readonly reasonCode = 'failed'

@@ -39,7 +39,7 @@ export interface RunStepsOptions {
 export function stepDeadlines(steps: readonly Step[], rtoSeconds: number): number[] {
   const total = steps.reduce((s, x) => s + x.budgetSeconds, 0)
   const scale = total > 0 ? Math.max(1, rtoSeconds / total) : 1
-  return steps.map(s => Math.round(s.budgetSeconds * scale))
+  return steps.map(s => Math.round(s.budgetSeconds * scale * 10) / 10)
 }
 
 function withDeadline<T>(work: (signal: AbortSignal) => Promise<T>, seconds: number, name: string): Promise<T> {
@@ -47,8 +47,8 @@ function withDeadline<T>(work: (signal: AbortSignal) => Promise<T>, seconds: num
   let timer: NodeJS.Timeout | undefined
   const expired = new Promise<never>((_, reject) => {
     timer = setTimeout(() => {
-      controller.abort()
       reject(new OperationError(`step "${name}" passed its deadline of ${seconds}s (its share of the RTO)`, 'deadline'))
+      controller.abort()
     }, seconds * 1000)
   })
   return Promise.race([work(controller.signal), expired]).finally(() => clearTimeout(timer))

@@ -1,0 +1,9 @@
+#!/usr/bin/env bash
+# Everything backout's demo and tests need, installed idempotently: system packages, then node modules.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup-system.sh
+if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
+  echo "backout setup: installing node modules"
+  npm ci --no-audit --no-fund --loglevel=error
+fi

@@ -1,0 +1,57 @@
+import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import path from 'node:path'
+import { parse } from 'yaml'
+import { runCommand, type CommandResult } from '../../src/drivers/exec'
+
+export interface ActionRun extends CommandResult {
+  outputs: Record<string, string>
+  summary: string
+}
+
+/** Parses a GITHUB_OUTPUT file (name<<delimiter blocks). */
+export function parseOutputFile(text: string): Record<string, string> {
+  const out: Record<string, string> = {}
+  const lines = text.split('\n')
+  for (let i = 0; i < lines.length; i++) {
+    const m = /^([^<=]+)<<(.+)$/.exec(lines[i]!)
+    if (!m) continue
+    const [, key, delim] = m
+    const value: string[] = []
+    while (++i < lines.length && lines[i] !== delim) value.push(lines[i]!)
+    out[key!] = value.join('\n')
+  }
+  return out
+}
+
+/**
+ * Runs an action as the runner does: node dist/<name>/index.js with INPUT_* from its action.yml defaults
+ * plus the given inputs, and GITHUB_OUTPUT / GITHUB_STEP_SUMMARY files.
+ */
+export async function runAction(name: string, inputs: Record<string, string>, env: NodeJS.ProcessEnv = {}): Promise<ActionRun> {
+  const root = path.resolve(__dirname, '../..')
+  const yml = parse(readFileSync(path.join(root, name === 'backout' ? 'action.yml' : `actions/${name}/action.yml`), 'utf8')) as {
+    inputs?: Record<string, { default?: string }>
+  }
+  const dir = mkdtempSync(path.join(tmpdir(), 'backout-action-'))
+  const outputFile = path.join(dir, 'output')
+  const summaryFile = path.join(dir, 'summary')
+  writeFileSync(outputFile, '')
+  writeFileSync(summaryFile, '')
+  const inputEnv: Record<string, string> = {}
+  for (const [key, def] of Object.entries(yml.inputs ?? {}))
+    if (def.default !== undefined && !def.default.includes('${{')) inputEnv[`INPUT_${key.toUpperCase()}`] = def.default
+  for (const [key, value] of Object.entries(inputs)) inputEnv[`INPUT_${key.toUpperCase()}`] = value
+  const res = await runCommand([process.execPath, path.join(root, 'dist', name, 'index.js')], {
+    env: {
+      PATH: process.env.PATH,
+      HOME: process.env.HOME,
+      GITHUB_OUTPUT: outputFile,
+      GITHUB_STEP_SUMMARY: summaryFile,
+      GITHUB_WORKSPACE: dir,
+      ...inputEnv,
+      ...env
+    }
+  })
+  return { ...res, outputs: parseOutputFile(readFileSync(outputFile, 'utf8')), summary: readFileSync(summaryFile, 'utf8') }
+}
