@@ -7,7 +7,9 @@ export class ConsoleLogger implements Logger {
   private readonly secrets: string[] = []
   constructor(
     private readonly out: NodeJS.WritableStream = process.stderr,
-    private readonly verbose = false
+    private readonly verbose = false,
+    /** Only warnings and errors: for output that tells its own story (the demo). */
+    private readonly quiet = false
   ) {}
   private write(prefix: string, message: string): void {
     const indent = '  '.repeat(this.depth)
@@ -15,7 +17,7 @@ export class ConsoleLogger implements Logger {
     this.out.write(text.split('\n').map(l => `${indent}${prefix}${l}`).join('\n') + '\n')
   }
   info(message: string): void {
-    this.write('', message)
+    if (!this.quiet) this.write('', message)
   }
   warn(message: string): void {
     this.write('warning: ', message)
@@ -27,7 +29,7 @@ export class ConsoleLogger implements Logger {
     if (this.verbose) this.write('debug: ', message)
   }
   async group<T>(name: string, fn: () => Promise<T>): Promise<T> {
-    this.write('▸ ', name)
+    if (!this.quiet) this.write('▸ ', name)
     this.depth++
     try {
       return await fn()

@@ -2,7 +2,7 @@ import { existsSync, readFileSync } from 'node:fs'
 import { createInterface } from 'node:readline/promises'
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander'
 import type { Config } from '../core/config'
-import { EXIT, UserError, exitCodeFor, messageOf, reasonCodeFor } from '../core/errors'
+import { EXIT, OperationError, UserError, exitCodeFor, messageOf, reasonCodeFor } from '../core/errors'
 import { historyMarkdown, historyReport } from '../core/history'
 import type { Logger } from '../core/logger'
 import type { Level, RunRecord } from '../core/run-record'
@@ -15,6 +15,9 @@ import { takeSnapshot } from '../engine/snapshot'
 import { runAppServer } from '../sandbox/app-server'
 import { sandboxDown, sandboxUp } from '../sandbox/sandbox'
 import { ConsoleLogger } from './console-logger'
+import { assessText, runDemo } from './demo'
+import { assess } from '../engine/assess'
+import { checksText, validate } from '../engine/validate'
 
 /** What the CLI prints on stdout: human text, or one JSON document with --json. */
 interface Output {
@@ -130,6 +133,38 @@ export function buildProgram(log: Logger, setExit: (code: number) => void): Comm
     })
 
   program
+    .command('assess')
+    .description("measure the service and classify severity with the runbook's decision tree")
+    .option('--samples <n>', 'requests to sample through nginx when there is no Prometheus', parseCount, 40)
+    .action(async (o: { samples: number }) => {
+      const report = await assess(serviceFrom(globals(), log), { samples: o.samples })
+      out().result(assessText(report), report)
+    })
+
+  program
+    .command('validate')
+    .description('prove the service is healthy and its data intact')
+    .option('--thorough', 'also run the smoke tests')
+    .action(async (o: { thorough?: boolean }) => {
+      const report = await validate(serviceFrom(globals(), log), { thorough: Boolean(o.thorough) })
+      out().result(checksText(report), report)
+      if (!report.passed) setExit(EXIT.failed)
+    })
+
+  program
+    .command('demo')
+    .description('the whole flow on a throwaway sandbox: up → assess → snapshot → Level 1 → validate → history → down')
+    .option('--dir <dir>', 'where the sandbox goes (default: a new temp dir)')
+    .option('--keep', 'leave the sandbox running at the end')
+    .action(async (o: { dir?: string; keep?: boolean }) => {
+      const script = process.argv[1]
+      if (!script) throw new Error('cannot tell which script runs backout')
+      const quiet = new ConsoleLogger(process.stderr, false, true)
+      const code = await runDemo({ dir: o.dir, keep: Boolean(o.keep), appCommand: [process.execPath, script, 'sandbox'], log: quiet })
+      setExit(code)
+    })
+
+  program
     .command('snapshot')
     .description('take a verified backup of the service now')
     .option('--safety', 'name it rollback-safety-<id> and record it in state/last_safety_backup')
@@ -210,7 +245,7 @@ export function buildProgram(log: Logger, setExit: (code: number) => void): Comm
         dir: o.dir,
         db: o.db,
         live: o.live,
-        appCommand: [process.execPath, script, 'sandbox', 'app'],
+        appCommand: [process.execPath, script, 'sandbox'],
         log
       })
       out().result(`sandbox ready: ${state.config}\n  nginx http://127.0.0.1:${state.nginxPort}`, state)
@@ -221,6 +256,19 @@ export function buildProgram(log: Logger, setExit: (code: number) => void): Comm
     .action(async (o: { dir: string }) => {
       await sandboxDown(o.dir, log)
       out().result(`sandbox in ${o.dir} stopped`, { stopped: o.dir })
+    })
+  sandbox
+    .command('smoke', { hidden: true })
+    .description("the sandbox's smoke tests: the API answers through nginx")
+    .requiredOption('--url <url>', 'the service URL')
+    .action(async (o: { url: string }) => {
+      const failures: string[] = []
+      for (const route of ['/api/rooms', '/api/players', '/health', '/status']) {
+        const res = await fetch(o.url + route).catch((e: unknown) => e as Error)
+        if (res instanceof Error || !res.ok) failures.push(`${route}: ${res instanceof Error ? res.message : `HTTP ${res.status}`}`)
+      }
+      if (failures.length) throw new OperationError(`smoke tests failed: ${failures.join('; ')}`)
+      out().result('smoke tests passed: 4/4 routes', { passed: 4 })
     })
   sandbox
     .command('app', { hidden: true })

@@ -24,7 +24,7 @@ import { confirmServedBy } from '../engine/level1'
  */
 export interface SandboxOptions {
   dir: string
-  /** The command that runs the sandbox app: `<appCommand> --port N --environment E ...`. */
+  /** The CLI's `sandbox` command: `<sandboxCommand> app --port N ...` runs the app, `... smoke` its smoke tests. */
   appCommand: readonly string[]
   db?: 'postgres' | 'sqlite'
   /** Which target is live when up returns: green (the bad deployment happened) or blue. */
@@ -203,6 +203,7 @@ export async function sandboxUp(options: SandboxOptions): Promise<SandboxState> 
     process: {
       command: [
         ...options.appCommand,
+        'app',
         '--port',
         String(port),
         '--environment',
@@ -237,6 +238,7 @@ export async function sandboxUp(options: SandboxOptions): Promise<SandboxState> 
     configFiles: ['config/.env', 'config/app.json', 'nginx/nginx.conf'],
     data: [{ name: 'godot-data', path: 'data/godot' }],
     corruptionMarker: 'data/godot/corruption_detected',
+    smokeTest: [...options.appCommand, 'smoke', '--url', `http://127.0.0.1:${nginxPort}`],
     backups: { dir: 'backups', keep: 10, keepDays: 7 },
     state: { dir: 'state' },
     history: { log: 'rollback_history.log' }

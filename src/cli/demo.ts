@@ -1,0 +1,90 @@
+import { mkdtempSync, readFileSync, chmodSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import path from 'node:path'
+import type { Logger } from '../core/logger'
+import { timelineText } from '../core/timeline'
+import { loadConfig } from '../drivers/config-file'
+import { assess, type AssessReport } from '../engine/assess'
+import { rollback } from '../engine/rollback'
+import { createService } from '../engine/service'
+import { takeSnapshot } from '../engine/snapshot'
+import { checksText, validate } from '../engine/validate'
+import { sandboxDown, sandboxUp } from '../sandbox/sandbox'
+
+export function assessText(report: AssessReport): string {
+  const a = report.assessment
+  return [
+    `severity: ${a.severity} — ${a.shouldRollback ? `roll back (Level ${a.recommendedLevel}), act ${a.act}` : `no rollback; ${a.act}`}`,
+    ...(a.levelWhy ? [`  ${a.levelWhy}`] : []),
+    'reasons:',
+    ...a.reasons.map(r => `  - [${r.severity}] ${r.message}`),
+    'probes:',
+    ...report.probes.map(p => `  - ${p.name}: ${p.value} (${p.ms} ms)`)
+  ].join('\n')
+}
+
+interface DemoOptions {
+  dir?: string
+  keep: boolean
+  appCommand: readonly string[]
+  log: Logger
+}
+
+/**
+ * The demo: a real sandbox, the bad green deployment live, then what on-call would do — assess, snapshot,
+ * Level 1, validate — with the history line and each step's measured time. Returns the exit code.
+ */
+export async function runDemo(options: DemoOptions): Promise<number> {
+  const { log } = options
+  const dir = options.dir ?? mkdtempSync(path.join(tmpdir(), 'backout-demo-'))
+  chmodSync(dir, 0o755)
+  const print = (text: string): void => void process.stdout.write(text + '\n')
+  const phase = async <T>(title: string, work: () => Promise<T>): Promise<T> => {
+    const started = performance.now()
+    print(`\n━━ ${title}`)
+    const result = await work()
+    print(`   (${((performance.now() - started) / 1000).toFixed(2)} s)`)
+    return result
+  }
+  let ok = false
+  try {
+    const state = await phase('sandbox up: nginx, database, blue v2.4.9 and green v2.5.0 — then green is deployed', () =>
+      sandboxUp({ dir, appCommand: options.appCommand, log })
+    )
+    print(`   config: ${state.config}\n   nginx:  http://127.0.0.1:${state.nginxPort}  (${state.db})`)
+    const service = createService(loadConfig(state.config), log)
+
+    const report = await phase('assess: is this bad enough to roll back?', () => assess(service, { samples: 40 }))
+    print(assessText(report).replace(/^/gm, '   '))
+
+    const backup = await phase('snapshot: a verified backup before touching anything', async () => {
+      const info = await takeSnapshot(service, { safety: false })
+      const problems = await service.store.verify(info.id)
+      if (problems.length) throw new Error(`backup ${info.id} failed verification: ${problems.join('; ')}`)
+      return info
+    })
+    print(`   ${backup.id}: ${backup.manifest.files.length} files, ${backup.sizeBytes} bytes, every sha256 verified`)
+
+    const { record, error } = await phase('rollback level 1: traffic back to blue through nginx', () =>
+      rollback(service, {
+        level: 1,
+        reason: `assess: ${report.assessment.severity}, ${report.assessment.reasons[0]?.message ?? 'demo'}`,
+        dryRun: false,
+        confirm: () => Promise.resolve(true)
+      })
+    )
+    print(timelineText(record).replace(/^/gm, '   '))
+    if (error) throw error
+
+    const checks = await phase('validate: healthy and intact?', () => validate(service, { thorough: true }))
+    print(checksText(checks).replace(/^/gm, '   '))
+
+    print('\n━━ history')
+    print('   ' + readFileSync(service.config.history.log, 'utf8').trim().split('\n').slice(-1)[0])
+    ok = checks.passed
+  } finally {
+    if (!options.keep) await phase('sandbox down', () => sandboxDown(dir, log)).catch(() => undefined)
+    else print(`\nsandbox left running in ${dir} — stop it with: backout sandbox down --dir ${dir}`)
+  }
+  return ok ? 0 : 1
+}
