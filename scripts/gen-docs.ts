@@ -10,7 +10,7 @@ import { configSchema } from '../src/core/config'
 const root = path.resolve(__dirname, '..')
 mkdirSync(path.join(root, 'docs'), { recursive: true })
 
-const schema = z.toJSONSchema(configSchema, { io: 'input', unrepresentable: 'any' }) as Record<string, unknown>
+const schema = z.toJSONSchema(configSchema, { io: 'input', unrepresentable: 'any' }) as Node & Record<string, unknown>
 schema.$id = 'https://backout.invalid/config.schema.json'
 schema.title = 'backout.yml'
 writeFileSync(path.join(root, 'docs/config.schema.json'), JSON.stringify(schema, null, 2) + '\n')
@@ -33,7 +33,7 @@ interface Node {
 const rows: string[] = []
 function typeOf(n: Node): string {
   if (n.enum) return n.enum.map(v => `\`${String(v)}\``).join(' \\| ')
-  if (n.const !== undefined) return `\`${String(n.const)}\``
+  if (n.const !== undefined) return `\`${JSON.stringify(n.const)}\``
   if (n.type === 'array') return `list of ${n.items ? typeOf(n.items) : 'values'}`
   if (n.anyOf || n.oneOf) return 'one of the forms below'
   return Array.isArray(n.type) ? n.type.join(' or ') : (n.type ?? 'any')
@@ -46,12 +46,12 @@ function walk(n: Node, prefix: string, required: boolean): void {
   for (const [k, child] of Object.entries(n.properties ?? {})) walk(child, prefix ? `${prefix}.${k}` : k, (n.required ?? []).includes(k))
   for (const [i, alt] of (n.anyOf ?? n.oneOf ?? []).entries()) {
     const kind = alt.properties?.kind?.const
-    walk({ ...alt, description: undefined }, `${prefix}${kind ? `[kind=${String(kind)}]` : `[${i}]`}`, false)
+    walk({ ...alt, description: undefined }, `${prefix}${typeof kind === 'string' ? `[kind=${kind}]` : `[${i}]`}`, false)
   }
   if (n.type === 'array' && n.items?.properties) walk({ ...n.items, description: undefined }, `${prefix}[]`, false)
-  if (n.type === 'object' && typeof n.additionalProperties === 'object' && !n.properties) return
+
 }
-walk(schema as Node, '', true)
+walk(schema, "", true)
 
 const md = path.join(root, 'docs/config.md')
 const start = '<!-- keys:start -->'

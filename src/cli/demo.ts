@@ -1,6 +1,7 @@
 import { mkdtempSync, readFileSync, chmodSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
+import { messageOf } from '../core/errors'
 import type { Logger } from '../core/logger'
 import { timelineText } from '../core/timeline'
 import { loadConfig } from '../drivers/config-file'
@@ -74,7 +75,7 @@ export async function runDemo(options: DemoOptions): Promise<number> {
       })
     )
     print(timelineText(record).replace(/^/gm, '   '))
-    if (error) throw error
+    if (error) throw error instanceof Error ? error : new Error(messageOf(error))
 
     const checks = await phase('validate: healthy and intact?', () => validate(service, { thorough: true }))
     print(checksText(checks).replace(/^/gm, '   '))

@@ -285,13 +285,13 @@ export function buildProgram(log: Logger, setExit: (code: number) => void): Comm
 }
 
 /** Runs the CLI; returns the exit code. */
-export async function main(argv: readonly string[]): Promise<number> {
+export async function main(argv: string[]): Promise<number> {
   let code: number = EXIT.ok
   const verbose = argv.includes('-v') || argv.includes('--verbose')
   const log = new ConsoleLogger(process.stderr, verbose)
   const program = buildProgram(log, c => (code = c))
   try {
-    await program.parseAsync(argv as string[])
+    await program.parseAsync(argv)
     return code
   } catch (e) {
     if (e instanceof CommanderError) {

@@ -1,5 +1,5 @@
 import { existsSync, statfsSync } from 'node:fs'
-import { classifySeverity, inconclusive, resolveThresholds, type Assessment, type Measurements, type Reading } from '../core/severity'
+import { classifySeverity, inconclusive, isInconclusive, resolveThresholds, type Assessment, type Measurements, type Reading } from '../core/severity'
 import { databasePing } from '../drivers/database'
 import { sampleHttp } from '../drivers/http-sampler'
 import { createPrometheus, errorRatePercentQuery, p95SecondsQuery, requestCountQuery } from '../drivers/prometheus'
@@ -24,8 +24,8 @@ async function timed<T>(probes: Probe[], name: string, work: () => Promise<T>, s
   return value
 }
 
-const show = (r: Reading<unknown> | undefined): string =>
-  r === undefined ? 'not measured' : typeof r === 'object' && r !== null && 'why' in r ? `inconclusive: ${String(r.why)}` : String(r)
+const show = (r: Reading<boolean | number> | undefined): string =>
+  r === undefined ? 'not measured' : isInconclusive(r) ? `inconclusive: ${r.why}` : String(r)
 
 /**
  * Measures the service — every probe in parallel, each with its own deadline — and classifies severity with

@@ -1,4 +1,5 @@
 import { startSandbox, whoServes, type TestSandbox } from '../support/cli'
+import type { RunRecord } from '../../src/core/run-record'
 import { runAction } from '../support/action'
 
 let sb: TestSandbox
@@ -13,9 +14,9 @@ test('a dry run through the action plans and changes nothing', async () => {
   const run = await runAction('rollback-level-1', { config: sb.config, 'dry-run': 'true' })
   expect(run.code).toBe(0)
   expect(run.outputs.decision).toBe('planned')
-  const result = JSON.parse(run.outputs.result!)
+  const result = JSON.parse(run.outputs.result!) as { schema: string; record: RunRecord }
   expect(result.schema).toBe('backout.action-result/v1')
-  expect(result.record.steps.find((s: { name: string }) => s.name === 'Switch traffic').status).toBe('planned')
+  expect(result.record.steps.find(s => s.name === 'Switch traffic')!.status).toBe('planned')
   expect(new Set(await whoServes(sb.nginxUrl, 10))).toEqual(new Set(['green']))
 })
 

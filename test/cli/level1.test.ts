@@ -1,6 +1,7 @@
 import { existsSync, readFileSync, writeFileSync, mkdirSync } from 'node:fs'
 import path from 'node:path'
 import { hostname } from 'node:os'
+import type { RunRecord } from '../../src/core/run-record'
 import { readPid, isAlive } from '../../src/drivers/process'
 import { runCli, startSandbox, whoServes, type TestSandbox } from '../support/cli'
 
@@ -25,9 +26,9 @@ test('Level 1 switches real nginx traffic from green to blue and stops green', a
 
   const res = await runCli(['--config', sb.config, '--json', 'rollback', '--level', '1', '--auto-confirm', '--reason', 'crash'])
   expect(res.code).toBe(0)
-  const record = JSON.parse(res.stdout)
+  const record = JSON.parse(res.stdout) as RunRecord
   expect(record.status).toBe('success')
-  expect(record.steps.map((s: { name: string }) => s.name)).toEqual([
+  expect(record.steps.map(s => s.name)).toEqual([
     'Assess situation',
     'Verify previous environment',
     'Safety backup',
@@ -46,9 +47,9 @@ test('Level 1 switches real nginx traffic from green to blue and stops green', a
   expect(historyOf()).toMatch(
     /^\[\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\] LEVEL=1 FROM=v2\.5\.0 TO=v2\.4\.9 DURATION=\d+ STATUS=success REASON="crash"\n$/
   )
-  const verify = await runCli(['--config', sb.config, 'verify', record.safetyBackupId])
+  const verify = await runCli(['--config', sb.config, 'verify', record.safetyBackupId!])
   expect(verify.code).toBe(0)
-  expect(readFileSync(path.join(sb.dir, 'state/last_safety_backup'), 'utf8')).toContain(record.safetyBackupId)
+  expect(readFileSync(path.join(sb.dir, 'state/last_safety_backup'), 'utf8')).toContain(record.safetyBackupId!)
 })
 
 test('--dry-run prints the plan and changes nothing', async () => {
