@@ -14,6 +14,7 @@ export async function runRollbackLevel(level: Level, ctx: ActionContext): Promis
   const { record, error } = await rollback(service, {
     level,
     target,
+    toTime: level === 3 ? core.getInput('to-time') || undefined : undefined,
     reason: core.getInput('reason') || 'rollback from GitHub Actions',
     dryRun: booleanInput('dry-run'),
     confirm: () => Promise.resolve(true)

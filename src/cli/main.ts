@@ -104,11 +104,12 @@ export function buildProgram(log: Logger, setExit: (code: number) => void): Comm
     .description('roll the service back: level 1 (blue/green switch), 2 (full), 3 (point-in-time)')
     .addOption(new Option('-l, --level <n>', 'rollback level').argParser(parseLevel))
     .option('-t, --target <id>', 'backup id to roll back to (backout list shows them)')
+    .option('--to-time <iso>', 'Level 3: recover the database to this moment by WAL replay')
     .option('--quick', 'Level 1 without confirmation (the runbook\'s rollback.sh --quick)')
     .option('--auto-confirm', 'do not ask for ROLLBACK (for automation)')
     .option('--dry-run', 'print every step and what it would change; change nothing')
     .option('-r, --reason <text>', 'why (goes into the history log and the incident)', 'manual rollback')
-    .action(async (o: { level?: Level; target?: string; quick?: boolean; autoConfirm?: boolean; dryRun?: boolean; reason: string }) => {
+    .action(async (o: { level?: Level; target?: string; toTime?: string; quick?: boolean; autoConfirm?: boolean; dryRun?: boolean; reason: string }) => {
       const level: Level | undefined = o.quick ? 1 : o.level
       if (level === undefined)
         throw new UserError('rollback needs --level 1, 2 or 3 (or --quick for Level 1)', 'bad_argument')
@@ -124,6 +125,7 @@ export function buildProgram(log: Logger, setExit: (code: number) => void): Comm
       const { record, error } = await rollback(service, {
         level,
         target: o.target,
+        toTime: o.toTime,
         reason: o.reason,
         dryRun: Boolean(o.dryRun),
         confirm: autoConfirm ? () => Promise.resolve(true) : terminalConfirm(service.config, level, log),

@@ -1,28 +1,27 @@
 import { UserError } from '../core/errors'
 import type { Level } from '../core/run-record'
 import { level1Steps } from './level1'
+import { level2Steps } from './level2'
+import { level3Steps } from './level3'
 import { runOperation, type OperationResult } from './operation'
-import type { RunStepsOptions } from './run-steps'
+import type { LevelSteps, RollbackRequest } from './rollback-request'
 import type { Service } from './service'
 
-export interface RollbackRequest {
-  level: Level
-  target?: string
-  reason: string
-  dryRun: boolean
-  confirm: RunStepsOptions['confirm']
-  crashAfterStep?: number
-}
+const LEVELS: Record<Level, LevelSteps> = { 1: level1Steps, 2: level2Steps, 3: level3Steps }
+
+export type { RollbackRequest } from './rollback-request'
 
 /** Runs one rollback level against a service: the one engine behind the CLI and the actions. */
 export function rollback(service: Service, req: RollbackRequest): Promise<OperationResult> {
   const { config } = service
-  if (req.level !== 1)
+  if (req.target !== undefined) service.store.pathOf(req.target) // refuses a malformed id before anything
+  if (req.toTime !== undefined && (req.level !== 3 || Number.isNaN(Date.parse(req.toTime))))
     throw new UserError(
-      `Level ${req.level} is not available in this version of backout; Level 1 is — run backout rollback --level 1`,
-      'level_unavailable'
+      req.level !== 3
+        ? '--to-time is for Level 3 (point-in-time recovery) only'
+        : `--to-time: "${req.toTime.slice(0, 40)}" is not a time — use ISO-8601, e.g. 2026-11-23T12:00:00Z`,
+      'bad_argument'
     )
-  if (req.target !== undefined) service.store.pathOf(req.target) // validates the id before anything
   const rto = config.thresholds.rtoMinutes
   return runOperation({
     config,
@@ -34,6 +33,6 @@ export function rollback(service: Service, req: RollbackRequest): Promise<Operat
     rtoSeconds: (req.level === 1 ? rto.level1 : req.level === 2 ? rto.level2 : rto.level3) * 60,
     confirm: req.confirm,
     crashAfterStep: req.crashAfterStep,
-    steps: record => level1Steps(service, record)
+    steps: record => LEVELS[req.level](service, record, req)
   })
 }
