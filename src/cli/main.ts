@@ -15,6 +15,9 @@ import { takeSnapshot } from '../engine/snapshot'
 import { runAppServer } from '../sandbox/app-server'
 import { sandboxDown, sandboxUp } from '../sandbox/sandbox'
 import { ConsoleLogger } from './console-logger'
+import { incidentBody, incidentTitle, postMortemBody, stakeholderNotification } from '../core/incident'
+import { analyse } from '../engine/incident'
+import { latestRunRecord, readRunRecord } from '../engine/operation'
 import { assessText, runDemo } from './demo'
 import { assess } from '../engine/assess'
 import { checksText, validate } from '../engine/validate'
@@ -209,6 +212,22 @@ export function buildProgram(log: Logger, setExit: (code: number) => void): Comm
         return
       }
       out().result(`backup ${id}: every checksum matches`, { id, ok: true, problems: [] })
+    })
+
+  program
+    .command('incident')
+    .description('the incident report, post-mortem template and stakeholder notification for the last rollback (offline)')
+    .option('--run <id>', 'a run id from state/runs/ (default: the newest rollback)')
+    .action(async (o: { run?: string }) => {
+      const service = serviceFrom(globals(), log)
+      const record = o.run ? readRunRecord(service.config, o.run) : latestRunRecord(service.config, 'rollback')
+      if (!record) throw new UserError(`no rollback has been recorded in ${service.config.state.dir}/runs yet`, 'no_record')
+      const analysis = await analyse(service, record)
+      const body = incidentBody(record, { analysis })
+      out().result(
+        [`# ${incidentTitle(record.reason)}`, '', body, '', '---', '', postMortemBody({ record, owner: 'the on-call engineer' }), '', '---', '', stakeholderNotification(record)].join('\n'),
+        { title: incidentTitle(record.reason), body, notification: stakeholderNotification(record) }
+      )
     })
 
   program

@@ -174,3 +174,14 @@ export async function psql(cluster: Cluster, database: string, sql: string): Pro
   )
   return res.stdout
 }
+
+/** An argv that runs as the user PostgreSQL runs as (via runuser when backout runs as root). */
+export function asPostgresUser(argv: string[]): string[] {
+  return asOwner(argv)
+}
+
+/** Gives a file or directory to the user PostgreSQL runs as (when backout runs as root). */
+export function chownForPostgres(file: string): void {
+  const ids = postgresIds()
+  if (ids) chownSync(file, ids.uid, ids.gid)
+}

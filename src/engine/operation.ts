@@ -1,4 +1,4 @@
-import { appendFileSync, mkdirSync, writeFileSync } from 'node:fs'
+import { appendFileSync, existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs'
 import path from 'node:path'
 import type { Config } from '../core/config'
 import { UserError, messageOf, reasonCodeFor } from '../core/errors'
@@ -91,4 +91,26 @@ function persist(config: Config, record: RunRecord): void {
     mkdirSync(path.dirname(config.history.log), { recursive: true })
     appendFileSync(config.history.log, formatHistoryLine(entry) + '\n')
   }
+}
+
+/** The newest run record in state/runs/, optionally of one operation. */
+export function latestRunRecord(config: Config, operation?: RunRecord['operation']): RunRecord | undefined {
+  const runs = path.join(config.state.dir, 'runs')
+  if (!existsSync(runs)) return undefined
+  for (const file of readdirSync(runs).filter(f => f.endsWith('.json')).sort().reverse()) {
+    const record = JSON.parse(readFileSync(path.join(runs, file), 'utf8')) as RunRecord
+    if (!operation || record.operation === operation) return record
+  }
+  return undefined
+}
+
+/** One run record by id; a UserError listing the newest ones when there is no such run. */
+export function readRunRecord(config: Config, id: string): RunRecord {
+  const runs = path.join(config.state.dir, 'runs')
+  const file = path.join(runs, `${id}.json`)
+  if (!/^[0-9]{8}-[0-9]{6}-[a-z0-9]+$/.test(id) || !existsSync(file)) {
+    const there = existsSync(runs) ? readdirSync(runs).sort().reverse().slice(0, 5).map(f => f.replace(/\.json$/, '')) : []
+    throw new UserError(`no run ${id.slice(0, 60)} in ${runs}${there.length ? ` — the newest: ${there.join(', ')}` : ''}`, 'no_record')
+  }
+  return JSON.parse(readFileSync(file, 'utf8')) as RunRecord
 }

@@ -1,0 +1,424 @@
+import { randomBytes } from 'node:crypto'
+import { mkdtempSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import path from 'node:path'
+import { Client } from 'pg'
+import { OperationError, UserError, messageOf } from '../core/errors'
+import type { Logger } from '../core/logger'
+import { type SchemaModel, type SchemaTable, compareSchemas, planDown } from '../core/migration-plan'
+import { createAlembic } from './alembic'
+import { runChecked } from './exec'
+import { listDownScripts, listUpScripts, runDown, runUp } from './sql-migrations'
+
+/**
+ * The VBRPG runbook's prevention step as a PR check: on a scratch database, upgrade head → dump the schema →
+ * downgrade one → upgrade head → dump again, and fail, naming the migration, when the newest migration does
+ * not reverse. Scratch databases are a temp SQLite file or a PostgreSQL database created and dropped here.
+ */
+
+export type CheckProject =
+  | {
+      kind: 'alembic'
+      /** The directory holding alembic.ini. */
+      projectDir: string
+      config?: string
+      alembicBin?: string
+      /** The environment variable the project's env.py reads the database URL from; default DATABASE_URL. */
+      urlEnv?: string
+    }
+  | {
+      kind: 'sql'
+      /** Up scripts `<version>_<name>.sql`. */
+      migrationsDir: string
+      /** Down scripts `<version>_<name>_down.sql`; default <migrationsDir>/rollback. */
+      rollbackDir?: string
+      table?: string
+    }
+
+export type ScratchDatabase =
+  | { kind: 'sqlite' }
+  /** A server where the check may create and drop a database; adminUrl connects to an existing one. */
+  | { kind: 'postgres'; adminUrl: string }
+
+export interface CheckMigrationsOptions {
+  project: CheckProject
+  database: ScratchDatabase
+  logger?: Logger
+  signal?: AbortSignal
+}
+
+export interface MigrationCheckResult {
+  ok: boolean
+  /** The migration rolled back and re-applied: an alembic revision id or a SQL version. */
+  migration?: string
+  /** Schema differences between before and after ("table x is missing after"). */
+  differences: string[]
+  /** One line for the PR check. */
+  message: string
+  /** The schema after upgrade head and after the round trip, as text (SQLite's .schema; a listing for PostgreSQL). */
+  schemaBefore?: string
+  schemaAfter?: string
+}
+
+interface Scratch {
+  url: string
+  dump(): Promise<{ model: SchemaModel; text: string }>
+  drop(): Promise<void>
+}
+
+export async function checkMigrations(options: CheckMigrationsOptions): Promise<MigrationCheckResult> {
+  const { project, database } = options
+  if (project.kind === 'sql' && database.kind !== 'postgres')
+    throw new UserError(
+      'SQL migrations are checked on PostgreSQL — give a postgres scratch database (adminUrl)'
+    )
+  const scratch = database.kind === 'sqlite' ? sqliteScratch() : await postgresScratch(database.adminUrl)
+  options.logger?.info(
+    `scratch database: ${database.kind === 'sqlite' ? scratch.url : 'a new PostgreSQL database'}`
+  )
+  try {
+    return project.kind === 'alembic'
+      ? await checkAlembic(project, scratch, options)
+      : await checkSql(project, scratch, options)
+  } finally {
+    await scratch.drop()
+  }
+}
+
+/** Runs one step of the round trip; a failure becomes a failed check naming the migration. */
+async function step<T>(
+  fn: () => Promise<T>,
+  fail: (message: string) => MigrationCheckResult
+): Promise<{ value: T } | { result: MigrationCheckResult }> {
+  try {
+    return { value: await fn() }
+  } catch (error) {
+    if (error instanceof UserError) throw error
+    return { result: fail(messageOf(error)) }
+  }
+}
+
+async function checkAlembic(
+  project: Extract<CheckProject, { kind: 'alembic' }>,
+  scratch: Scratch,
+  options: CheckMigrationsOptions
+): Promise<MigrationCheckResult> {
+  const alembic = createAlembic({
+    projectDir: project.projectDir,
+    config: project.config,
+    alembicBin: project.alembicBin,
+    env: { [project.urlEnv ?? 'DATABASE_URL']: scratch.url },
+    logger: options.logger,
+    signal: options.signal
+  })
+  await alembic.preflight()
+  const up = await step(
+    () => alembic.upgrade('head'),
+    m => failed(undefined, `upgrade head on an empty database failed: ${m}`)
+  )
+  if ('result' in up) return up.result
+  const head = up.value[0] ?? 'base'
+  const before = await scratch.dump()
+  const down = await step(
+    () => alembic.downgrade('-1'),
+    m => failed(head, `migration ${head}: downgrade -1 failed: ${m}`, before.text)
+  )
+  if ('result' in down) return down.result
+  const again = await step(
+    () => alembic.upgrade('head'),
+    m => failed(head, `migration ${head} does not upgrade again after its downgrade: ${m}`, before.text)
+  )
+  if ('result' in again) return again.result
+  return compare(head, before, await scratch.dump())
+}
+
+async function checkSql(
+  project: Extract<CheckProject, { kind: 'sql' }>,
+  scratch: Scratch,
+  options: CheckMigrationsOptions
+): Promise<MigrationCheckResult> {
+  const ups = listUpScripts(project.migrationsDir)
+  const downs = listDownScripts(project.rollbackDir ?? path.join(project.migrationsDir, 'rollback'))
+  const newest = ups[ups.length - 1]
+  if (!newest)
+    throw new UserError(`no up scripts (<version>_<name>.sql) in ${project.migrationsDir} — check the path`)
+  const previous = ups[ups.length - 2]?.version ?? 0
+  const migration = String(newest.version)
+  const connection = { url: scratch.url }
+  const up = await step(
+    () => runUp({ connection, scripts: ups, table: project.table }),
+    m => failed(undefined, `applying the up scripts to an empty database failed: ${m}`)
+  )
+  if ('result' in up) return up.result
+  const before = await scratch.dump()
+  const plan = planDown(newest.version, previous, downs, [newest.version])
+  if (plan.missing.length > 0)
+    return failed(
+      migration,
+      `migration ${migration} has no down script (${newest.version}_${newest.name}_down.sql)`
+    )
+  const down = await runDown({
+    connection,
+    plan,
+    table: project.table,
+    logger: options.logger,
+    signal: options.signal
+  })
+  if (!down.ok)
+    return failed(
+      migration,
+      `migration ${migration}: down script failed: ${down.failed?.message ?? 'aborted'}`,
+      before.text
+    )
+  const again = await step(
+    () => runUp({ connection, scripts: [newest], table: project.table }),
+    m =>
+      failed(
+        migration,
+        `migration ${migration} does not apply again after its down script: ${m}`,
+        before.text
+      )
+  )
+  if ('result' in again) return again.result
+  return compare(migration, before, await scratch.dump())
+}
+
+function failed(migration: string | undefined, message: string, schemaBefore?: string): MigrationCheckResult {
+  return { ok: false, migration, differences: [], message, schemaBefore }
+}
+
+function compare(
+  migration: string,
+  before: { model: SchemaModel; text: string },
+  after: { model: SchemaModel; text: string }
+): MigrationCheckResult {
+  const differences = compareSchemas(before.model, after.model)
+  return {
+    ok: differences.length === 0,
+    migration,
+    differences,
+    message:
+      differences.length === 0
+        ? `migration ${migration} reverses: upgrade → downgrade → upgrade gives the same schema`
+        : `migration ${migration} does not reverse — its downgrade is not the inverse of its upgrade: ${differences.join('; ')}`,
+    schemaBefore: before.text,
+    schemaAfter: after.text
+  }
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// SQLite
+
+function sqliteScratch(): Scratch {
+  const dir = mkdtempSync(path.join(tmpdir(), 'backout-check-'))
+  const file = path.join(dir, 'scratch.db')
+  return {
+    url: `sqlite:///${file}`,
+    dump: () => dumpSqliteSchema(file),
+    drop: () => Promise.resolve(rmSync(dir, { recursive: true, force: true }))
+  }
+}
+
+async function sqliteJson<T>(file: string, sql: string): Promise<T[]> {
+  const res = await runChecked(['sqlite3', '-readonly', '-json', file, sql])
+  const text = res.stdout.trim()
+  return text ? (JSON.parse(text) as T[]) : []
+}
+
+/** A SQLite file's schema: `.schema` text for people, and a model (from the pragmas) to compare. */
+export async function dumpSqliteSchema(file: string): Promise<{ model: SchemaModel; text: string }> {
+  const text = (await runChecked(['sqlite3', '-readonly', file, '.schema'])).stdout
+  const tables = new Map<string, SchemaTable>()
+  const table = (name: string): SchemaTable => {
+    let t = tables.get(name)
+    if (!t) tables.set(name, (t = { name, columns: [], indexes: [], constraints: [] }))
+    return t
+  }
+  const userTables = `FROM sqlite_master m WHERE m.type = 'table' AND m.name NOT LIKE 'sqlite_%'`
+  const cols = await sqliteJson<{
+    tbl: string
+    name: string
+    type: string
+    nn: number
+    dflt: string | null
+    pk: number
+  }>(
+    file,
+    `SELECT m.name AS tbl, p.name, p.type, p."notnull" AS nn, p.dflt_value AS dflt, p.pk
+       FROM sqlite_master m JOIN pragma_table_info(m.name) p
+      WHERE m.type = 'table' AND m.name NOT LIKE 'sqlite_%' ORDER BY m.name, p.cid`
+  )
+  for (const c of cols)
+    table(c.tbl).columns.push({
+      name: c.name,
+      type: c.type.toUpperCase(),
+      notNull: c.nn === 1,
+      default: c.dflt,
+      primaryKey: c.pk > 0
+    })
+  const idx = await sqliteJson<{
+    tbl: string
+    name: string
+    uniq: number
+    origin: string
+    cols: string | null
+  }>(
+    file,
+    `SELECT m.name AS tbl, il.name, il."unique" AS uniq, il.origin,
+            (SELECT group_concat(name, ',') FROM (SELECT name FROM pragma_index_info(il.name) ORDER BY seqno)) AS cols
+       FROM sqlite_master m JOIN pragma_index_list(m.name) il
+      WHERE m.type = 'table' AND m.name NOT LIKE 'sqlite_%'`
+  )
+  for (const i of idx)
+    table(i.tbl).indexes.push({
+      name: i.name.startsWith('sqlite_autoindex_') ? '' : i.name,
+      definition: `${i.uniq ? 'UNIQUE ' : ''}(${i.cols ?? ''})${i.origin === 'c' ? '' : ` from ${i.origin === 'pk' ? 'PRIMARY KEY' : 'UNIQUE constraint'}`}`
+    })
+  const fks = await sqliteJson<{
+    tbl: string
+    id: number
+    ref: string
+    src: string
+    dst: string | null
+    upd: string
+    del: string
+  }>(
+    file,
+    `SELECT m.name AS tbl, f.id, f."table" AS ref, f."from" AS src, f."to" AS dst, f.on_update AS upd, f.on_delete AS del
+       FROM sqlite_master m JOIN pragma_foreign_key_list(m.name) f
+      WHERE m.type = 'table' AND m.name NOT LIKE 'sqlite_%' ORDER BY m.name, f.id, f.seq`
+  )
+  const grouped = new Map<
+    string,
+    { tbl: string; ref: string; src: string[]; dst: string[]; upd: string; del: string }
+  >()
+  for (const f of fks) {
+    const key = `${f.tbl}\u0000${f.id}`
+    const g = grouped.get(key) ?? { tbl: f.tbl, ref: f.ref, src: [], dst: [], upd: f.upd, del: f.del }
+    g.src.push(f.src)
+    g.dst.push(f.dst ?? '')
+    grouped.set(key, g)
+  }
+  for (const g of grouped.values())
+    table(g.tbl).constraints.push(
+      `FOREIGN KEY (${g.src.join(', ')}) REFERENCES ${g.ref} (${g.dst.join(', ')}) ON UPDATE ${g.upd} ON DELETE ${g.del}`
+    )
+  for (const { name } of await sqliteJson<{ name: string }>(file, `SELECT m.name ${userTables}`)) table(name)
+  return { model: { tables: [...tables.values()] }, text }
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// PostgreSQL
+
+async function postgresScratch(adminUrl: string): Promise<Scratch> {
+  const name = `backout_check_${randomBytes(6).toString('hex')}`
+  const admin = new Client({ connectionString: adminUrl })
+  await admin.connect()
+  try {
+    await admin.query(`CREATE DATABASE "${name}"`)
+  } catch (error) {
+    throw new OperationError(
+      `creating the scratch database ${name} failed: ${messageOf(error)} — the check needs CREATEDB`
+    )
+  } finally {
+    await admin.end().catch(() => undefined)
+  }
+  const u = new URL(adminUrl)
+  u.pathname = `/${name}`
+  const url = u.toString()
+  return {
+    url,
+    dump: () => dumpPostgresSchema(url),
+    drop: async () => {
+      const c = new Client({ connectionString: adminUrl })
+      await c.connect()
+      try {
+        await c.query(`DROP DATABASE IF EXISTS "${name}" WITH (FORCE)`)
+      } finally {
+        await c.end().catch(() => undefined)
+      }
+    }
+  }
+}
+
+/** A PostgreSQL schema from the catalogs: columns, indexes and constraints of its tables. */
+export async function dumpPostgresSchema(
+  url: string,
+  schema = 'public'
+): Promise<{ model: SchemaModel; text: string }> {
+  const client = new Client({ connectionString: url })
+  await client.connect()
+  try {
+    const tables = new Map<string, SchemaTable>()
+    const table = (name: string): SchemaTable => {
+      let t = tables.get(name)
+      if (!t) tables.set(name, (t = { name, columns: [], indexes: [], constraints: [] }))
+      return t
+    }
+    const cols = await client.query<{
+      tbl: string
+      name: string
+      type: string
+      nn: boolean
+      dflt: string | null
+    }>(
+      `SELECT cl.relname AS tbl, a.attname AS name, format_type(a.atttypid, a.atttypmod) AS type, a.attnotnull AS nn,
+              pg_get_expr(d.adbin, d.adrelid) AS dflt
+         FROM pg_class cl
+         JOIN pg_namespace n ON n.oid = cl.relnamespace
+         JOIN pg_attribute a ON a.attrelid = cl.oid AND a.attnum > 0 AND NOT a.attisdropped
+         LEFT JOIN pg_attrdef d ON d.adrelid = cl.oid AND d.adnum = a.attnum
+        WHERE n.nspname = $1 AND cl.relkind IN ('r', 'p')
+        ORDER BY cl.relname, a.attnum`,
+      [schema]
+    )
+    const pk = await client.query<{ tbl: string; name: string }>(
+      `SELECT cl.relname AS tbl, a.attname AS name
+         FROM pg_index i JOIN pg_class cl ON cl.oid = i.indrelid JOIN pg_namespace n ON n.oid = cl.relnamespace
+         JOIN pg_attribute a ON a.attrelid = cl.oid AND a.attnum = ANY (i.indkey)
+        WHERE i.indisprimary AND n.nspname = $1`,
+      [schema]
+    )
+    const pkSet = new Set(pk.rows.map(r => `${r.tbl}.${r.name}`))
+    for (const c of cols.rows)
+      table(c.tbl).columns.push({
+        name: c.name,
+        type: c.type,
+        notNull: c.nn,
+        default: c.dflt,
+        primaryKey: pkSet.has(`${c.tbl}.${c.name}`)
+      })
+    const idx = await client.query<{ tbl: string; name: string; def: string }>(
+      `SELECT tablename AS tbl, indexname AS name, indexdef AS def FROM pg_indexes WHERE schemaname = $1`,
+      [schema]
+    )
+    for (const i of idx.rows) table(i.tbl).indexes.push({ name: i.name, definition: i.def })
+    const cons = await client.query<{ tbl: string; name: string; def: string }>(
+      `SELECT cl.relname AS tbl, c.conname AS name, pg_get_constraintdef(c.oid) AS def
+         FROM pg_constraint c JOIN pg_class cl ON cl.oid = c.conrelid JOIN pg_namespace n ON n.oid = c.connamespace
+        WHERE n.nspname = $1`,
+      [schema]
+    )
+    for (const c of cons.rows) table(c.tbl).constraints.push(`${c.name} ${c.def}`)
+    const model = { tables: [...tables.values()].sort((a, b) => a.name.localeCompare(b.name)) }
+    return { model, text: renderSchema(model) }
+  } finally {
+    await client.end().catch(() => undefined)
+  }
+}
+
+function renderSchema(model: SchemaModel): string {
+  return model.tables
+    .map(t =>
+      [
+        `TABLE ${t.name}`,
+        ...t.columns.map(
+          c =>
+            `  ${c.name} ${c.type}${c.notNull ? ' NOT NULL' : ''}${c.default !== null ? ` DEFAULT ${c.default}` : ''}${c.primaryKey ? ' PRIMARY KEY' : ''}`
+        ),
+        ...t.constraints.map(c => `  CONSTRAINT ${c}`),
+        ...t.indexes.map(i => `  ${i.definition}`)
+      ].join('\n')
+    )
+    .join('\n')
+}
