@@ -30,6 +30,19 @@ export function loadConfig(file: string): Config {
   return resolvePaths(parseConfig(raw, file), path.dirname(file))
 }
 
+/**
+ * ${NAME} in a value comes from the environment, so secrets stay out of the file (the password is masked
+ * in every log). A variable that is not set is an error, never an empty string.
+ */
+export function expandEnv(value: string, key: string, env: NodeJS.ProcessEnv = process.env): string {
+  return value.replace(/\$\{([A-Za-z_][A-Za-z0-9_]*)\}/g, (_, name: string) => {
+    const v = env[name]
+    if (v === undefined)
+      throw new UserError(`${key} uses \${${name}}, but ${name} is not set — export it (or put the value in the file)`, 'bad_config')
+    return encodeURIComponent(v)
+  })
+}
+
 function resolvePaths(cfg: Config, base: string): Config {
   const r = (p: string): string => path.resolve(base, p)
   const ro = (p: string | undefined): string | undefined => (p === undefined ? undefined : r(p))
@@ -52,7 +65,13 @@ function resolvePaths(cfg: Config, base: string): Config {
   let database = db
   if (db?.kind === 'sqlite') database = { ...db, path: r(db.path) }
   if (db?.kind === 'postgres')
-    database = { ...db, dataDir: ro(db.dataDir), binDir: ro(db.binDir), walArchiveDir: ro(db.walArchiveDir) }
+    database = {
+      ...db,
+      url: expandEnv(db.url, 'database.url'),
+      dataDir: ro(db.dataDir),
+      binDir: ro(db.binDir),
+      walArchiveDir: ro(db.walArchiveDir)
+    }
   if (database?.migrations) {
     const m = database.migrations
     database = { ...database, migrations: m.kind === 'sql' ? { ...m, dir: r(m.dir) } : { ...m, ini: r(m.ini) } }

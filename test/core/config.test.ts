@@ -63,3 +63,4 @@ test('blue and green must differ', () => {
     'different upstream'
   )
 })
+
