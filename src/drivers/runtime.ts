@@ -1,5 +1,6 @@
 import type { Color, Config } from '../core/config'
 import { UserError } from '../core/errors'
+import { createComposeRuntime } from './compose'
 import { runningPid, startDetached, stopByPidFile } from './process'
 
 /** How backout starts, stops and inspects the blue and green targets, whatever runs them. */
@@ -50,8 +51,9 @@ export function createProcessRuntime(config: Config, logDir: string): Runtime {
 
 export function createRuntime(config: Config, logDir: string): Runtime {
   if (config.runtime === 'process') return createProcessRuntime(config, logDir)
+  if (config.runtime === 'compose') return createComposeRuntime(config)
   throw new UserError(
-    `runtime "${config.runtime}" is not supported by this version of backout yet — use runtime: process`,
+    `runtime "${config.runtime}" is not supported by this version of backout yet — use runtime: process or compose`,
     'unsupported_runtime'
   )
 }
