@@ -1,4 +1,5 @@
 import { existsSync, readFileSync } from 'node:fs'
+import path from 'node:path'
 import { createInterface } from 'node:readline/promises'
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander'
 import type { Config } from '../core/config'
@@ -8,10 +9,15 @@ import type { Logger } from '../core/logger'
 import type { Level, RunRecord } from '../core/run-record'
 import { timelineText } from '../core/timeline'
 import { configPath, loadConfig } from '../drivers/config-file'
+import { type CheckProject, type ScratchDatabase, checkMigrations } from '../drivers/migration-check'
+import { alembicBinFor } from '../engine/level2'
+import { rollbackWithEscalation } from '../engine/escalate'
 import { rollback } from '../engine/rollback'
 import type { Step } from '../engine/run-steps'
 import { createService, type Service } from '../engine/service'
 import { takeSnapshot } from '../engine/snapshot'
+import { recoverableWindow } from '../engine/database-backup'
+import { verifyBackup } from '../engine/verify'
 import { runAppServer } from '../sandbox/app-server'
 import { sandboxDown, sandboxUp } from '../sandbox/sandbox'
 import { ConsoleLogger } from './console-logger'
@@ -111,8 +117,12 @@ export function buildProgram(log: Logger, setExit: (code: number) => void): Comm
     .option('--quick', 'Level 1 without confirmation (the runbook\'s rollback.sh --quick)')
     .option('--auto-confirm', 'do not ask for ROLLBACK (for automation)')
     .option('--dry-run', 'print every step and what it would change; change nothing')
+    .option(
+      '--escalate',
+      'when the level fails or refuses, go on to the next one (asking again unless --auto-confirm)'
+    )
     .option('-r, --reason <text>', 'why (goes into the history log and the incident)', 'manual rollback')
-    .action(async (o: { level?: Level; target?: string; toTime?: string; quick?: boolean; autoConfirm?: boolean; dryRun?: boolean; reason: string }) => {
+    .action(async (o: { level?: Level; target?: string; toTime?: string; quick?: boolean; autoConfirm?: boolean; dryRun?: boolean; escalate?: boolean; reason: string }) => {
       const level: Level | undefined = o.quick ? 1 : o.level
       if (level === undefined)
         throw new UserError('rollback needs --level 1, 2 or 3 (or --quick for Level 1)', 'bad_argument')
@@ -125,16 +135,63 @@ export function buildProgram(log: Logger, setExit: (code: number) => void): Comm
           'not_confirmed'
         )
       const service = serviceFrom(globals(), log)
-      const { record, error } = await rollback(service, {
+      const confirmFor = (l: Level): ((plan: readonly Step[]) => Promise<boolean>) =>
+        autoConfirm ? () => Promise.resolve(true) : terminalConfirm(service.config, l, log)
+      const req = {
         level,
         target: o.target,
         toTime: o.toTime,
         reason: o.reason,
         dryRun: Boolean(o.dryRun),
-        confirm: autoConfirm ? () => Promise.resolve(true) : terminalConfirm(service.config, level, log),
+        confirm: confirmFor(level),
         crashAfterStep: crashHook()
-      })
-      reportRun(record, error)
+      }
+      if (!o.escalate) {
+        const { record, error } = await rollback(service, req)
+        return reportRun(record, error)
+      }
+      const { results } = await rollbackWithEscalation(service, req, confirmFor)
+      const last = results[results.length - 1]
+      out().result(
+        results
+          .map(r => timelineText(r.record) + (r.error ? `\n${r.record.status}: ${messageOf(r.error)}` : ''))
+          .join('\n\n'),
+        results.map(r => r.record)
+      )
+      if (last?.error) setExit(exitCodeFor(last.error))
+    })
+
+  program
+    .command('check-migrations')
+    .description(
+      'the newest migration must reverse: upgrade head → downgrade one → upgrade head on a scratch database'
+    )
+    .option('--admin-url <url>', 'PostgreSQL server for the scratch database (default: database.url)')
+    .action(async (o: { adminUrl?: string }) => {
+      const config = loadConfig(configPath(globals().config))
+      const db = config.database
+      const m = db?.migrations
+      if (!db || !m)
+        throw new UserError(
+          'database.migrations is not set in the config — set it to {kind: sql, dir} or {kind: alembic, ini}',
+          'bad_config'
+        )
+      const adminUrl = o.adminUrl ?? (db.kind === 'postgres' ? db.url : undefined)
+      const project: CheckProject =
+        m.kind === 'alembic'
+          ? {
+              kind: 'alembic',
+              projectDir: path.dirname(m.ini),
+              config: path.basename(m.ini),
+              alembicBin: alembicBinFor(m.command)
+            }
+          : { kind: 'sql', migrationsDir: m.dir }
+      // Alembic on SQLite checks on a temp SQLite file; SQL migrations and PostgreSQL on a scratch database.
+      const database: ScratchDatabase =
+        (m.kind === 'sql' || db.kind === 'postgres') && adminUrl ? { kind: 'postgres', adminUrl } : { kind: 'sqlite' }
+      const result = await checkMigrations({ project, database, logger: log })
+      out().result([result.message, ...result.differences.map(d => `  ${d}`)].join('\n'), result)
+      if (!result.ok) setExit(EXIT.failed)
     })
 
   program
@@ -161,11 +218,12 @@ export function buildProgram(log: Logger, setExit: (code: number) => void): Comm
     .description('the whole flow on a throwaway sandbox: up → assess → snapshot → Level 1 → validate → history → down')
     .option('--dir <dir>', 'where the sandbox goes (default: a new temp dir)')
     .option('--keep', 'leave the sandbox running at the end')
-    .action(async (o: { dir?: string; keep?: boolean }) => {
+    .addOption(new Option('-l, --level <n>', 'which rollback to show: 1, 2 or 3 (3 corrupts the data first)').argParser(parseLevel))
+    .action(async (o: { dir?: string; keep?: boolean; level?: Level }) => {
       const script = process.argv[1]
       if (!script) throw new Error('cannot tell which script runs backout')
       const quiet = new ConsoleLogger(process.stderr, false, true)
-      const code = await runDemo({ dir: o.dir, keep: Boolean(o.keep), appCommand: [process.execPath, script, 'sandbox'], log: quiet })
+      const code = await runDemo({ dir: o.dir, keep: Boolean(o.keep), level: o.level, appCommand: [process.execPath, script, 'sandbox'], log: quiet })
       setExit(code)
     })
 
@@ -184,34 +242,34 @@ export function buildProgram(log: Logger, setExit: (code: number) => void): Comm
   program
     .command('list')
     .description('the backups, newest first, with current / previous markers')
-    .action(() => {
+    .action(async () => {
       const service = serviceFrom(globals(), log)
       const backups = service.store.list()
       const now = Date.now()
+      const windows = await Promise.all(backups.map(b => recoverableWindow(service, b).catch(() => undefined)))
       const rows = backups.map((b, i) => {
         const age = Math.round((now - Date.parse(b.manifest.createdAt)) / 60000)
         const marker = i === 0 ? '(current)' : b.manifest.kind === 'snapshot' && i === 1 ? '(previous)' : ''
-        return `${String(i + 1).padStart(3)}  ${b.id.padEnd(32)} ${b.manifest.kind.padEnd(8)} live=${b.manifest.versions.live ?? '?'}  ${age} min ago  ${b.sizeBytes} bytes ${marker}`
+        const w = windows[i]
+        const pitr = w ? `  pitr ${w.earliest} → ${w.latest ?? '?'}${w.continuous ? '' : ' (WAL gap)'}` : ''
+        return `${String(i + 1).padStart(3)}  ${b.id.padEnd(32)} ${b.manifest.kind.padEnd(8)} live=${b.manifest.versions.live ?? '?'}  schema=${b.manifest.schemaVersion ?? '?'}  ${age} min ago  ${b.sizeBytes} bytes${pitr} ${marker}`
       })
       out().result(
         rows.length ? rows.join('\n') : `no backups in ${service.config.backups.dir}`,
-        backups.map(b => ({ id: b.id, kind: b.manifest.kind, createdAt: b.manifest.createdAt, sizeBytes: b.sizeBytes, versions: b.manifest.versions }))
+        backups.map((b, i) => ({ id: b.id, kind: b.manifest.kind, createdAt: b.manifest.createdAt, sizeBytes: b.sizeBytes, versions: b.manifest.versions, schemaVersion: b.manifest.schemaVersion, recoverable: windows[i] && { earliest: windows[i].earliest, latest: windows[i].latest, continuous: windows[i].continuous } }))
       )
     })
 
   program
     .command('verify <id>')
-    .description('check a backup against its manifest (size and sha256 of every file)')
+    .description('check a backup: every sha256 against its manifest, then a restore drill into a scratch database')
     .option('--quick', 'checksums only')
-    .action(async (id: string) => {
+    .action(async (id: string, o: { quick?: boolean }) => {
       const service = serviceFrom(globals(), log)
-      const problems = await service.store.verify(id)
-      if (problems.length) {
-        out().result(`backup ${id} is damaged:\n  ${problems.join('\n  ')}`, { id, ok: false, problems })
-        setExit(EXIT.failed)
-        return
-      }
-      out().result(`backup ${id}: every checksum matches`, { id, ok: true, problems: [] })
+      const report = await verifyBackup(service, id, { quick: Boolean(o.quick) })
+      const lines = report.checks.map(c => `  ✓ ${c}`).concat(report.problems.map(p => `  ✗ ${p}`))
+      out().result(`backup ${id}: ${report.ok ? 'verified' : 'DAMAGED'} (${report.durationMs} ms)\n${lines.join('\n')}`, report)
+      if (!report.ok) setExit(EXIT.failed)
     })
 
   program
@@ -259,13 +317,15 @@ export function buildProgram(log: Logger, setExit: (code: number) => void): Comm
     .requiredOption('--dir <dir>', 'where the sandbox lives')
     .addOption(new Option('--db <kind>', 'database').choices(['postgres', 'sqlite']))
     .addOption(new Option('--live <color>', 'which target is live when ready').choices(['blue', 'green']).default('green'))
-    .action(async (o: { dir: string; db?: 'postgres' | 'sqlite'; live: 'blue' | 'green' }) => {
+    .option('--wal-archive', 'PostgreSQL: archive WAL (pg/wal-archive) for point-in-time recovery')
+    .action(async (o: { dir: string; db?: 'postgres' | 'sqlite'; live: 'blue' | 'green'; walArchive?: boolean }) => {
       const script = process.argv[1]
       if (!script) throw new Error('cannot tell which script runs backout')
       const state = await sandboxUp({
         dir: o.dir,
         db: o.db,
         live: o.live,
+        walArchive: Boolean(o.walArchive),
         appCommand: [process.execPath, script, 'sandbox'],
         log
       })
