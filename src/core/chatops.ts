@@ -42,10 +42,11 @@ export type ParsedComment =
   /** A /rollback line that is wrong: reply with `error` and `help`. */
   | { status: 'invalid'; error: string; help: string }
 
-/** A token as it can be quoted safely in a reply: JSON-escaped, cut short, inside a code span. */
+/** A token as it can be quoted safely in a reply: control characters escaped, cut short, in a code span. */
 function quote(token: string): string {
+  if (token === '') return '(empty)'
   const short = token.length > 40 ? `${token.slice(0, 40)}…` : token
-  return `\`${JSON.stringify(short).replace(/`/g, "'")}\``
+  return `\`${JSON.stringify(short).slice(1, -1).replace(/`/g, "'")}\``
 }
 
 function invalid(error: string): ParsedComment {
@@ -68,7 +69,9 @@ export function parseComment(body: unknown): ParsedComment {
   if (typeof body !== 'string') return { status: 'not-a-command' }
   if (body.length > MAX_COMMENT_LENGTH) {
     return body.includes('/rollback')
-      ? invalid(`the comment is ${body.length} characters long; commands are read from comments of at most ${MAX_COMMENT_LENGTH}`)
+      ? invalid(
+          `the comment is ${body.length} characters long; commands are read from comments of at most ${MAX_COMMENT_LENGTH}`
+        )
       : { status: 'not-a-command' }
   }
   const line = commandLine(body)
@@ -109,19 +112,19 @@ export function parseComment(body: unknown): ParsedComment {
     if (key === 'level') {
       if (!/^[123]$/.test(value))
         return invalid(
-          `level=${quote(value)} is not a rollback level; expected 1 (quick rollback), 2 (full rollback) or 3 (point-in-time recovery)`
+          `${quote(token)} is not a rollback level; expected level=1 (quick rollback), 2 (full rollback) or 3 (point-in-time recovery)`
         )
       command.level = Number(value) as Level
     } else if (key === 'target') {
       if (!BACKUP_ID.test(value))
         return invalid(
-          `target=${quote(value)} is not a backup id; expected YYYYMMDD-HHMMSS or rollback-safety-YYYYMMDD-HHMMSS (see /rollback list)`
+          `${quote(token)} is not a backup id; expected target=YYYYMMDD-HHMMSS or target=rollback-safety-YYYYMMDD-HHMMSS (see /rollback list)`
         )
       command.target = value
     } else {
       if (!ENV_NAME.test(value))
         return invalid(
-          `env=${quote(value)} is not an environment name; expected 1-64 letters, digits, "_", "." or "-"`
+          `${quote(token)} is not an environment name; expected env= and 1-64 letters, digits, "_", "." or "-"`
         )
       command.env = value
     }
@@ -153,7 +156,10 @@ export function authorize(input: AuthorizeInput): Authorization {
       reason: `comment was ${quote(input.action)}, not created: only a newly created comment can run a command`
     }
   if (input.isFork)
-    return { allowed: false, reason: 'the pull request comes from a fork: rollbacks cannot be run from forks' }
+    return {
+      allowed: false,
+      reason: 'the pull request comes from a fork: rollbacks cannot be run from forks'
+    }
   if (!(ROLLBACK_ROLES as readonly string[]).includes(input.role_name))
     return {
       allowed: false,

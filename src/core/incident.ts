@@ -32,7 +32,9 @@ export function incidentFingerprint(service: string, environment: string, deploy
 /** The hidden HTML comment an incident body carries so a re-run finds the issue again. */
 export function fingerprintMarker(fingerprint: string): string {
   if (!/^[A-Za-z0-9._-]{1,100}$/.test(fingerprint))
-    throw new Error(`fingerprint ${JSON.stringify(fingerprint.slice(0, 120))} must match [A-Za-z0-9._-]{1,100}`)
+    throw new Error(
+      `fingerprint ${JSON.stringify(fingerprint.slice(0, 120))} must match [A-Za-z0-9._-]{1,100}`
+    )
   return `<!-- backout:fingerprint=${fingerprint} -->`
 }
 
@@ -57,7 +59,9 @@ function withoutMarkers(text: string): string {
 }
 
 function cell(text: string, max = 300): string {
-  const flat = inert(text).replace(/\r?\n|\r/g, ' ').replace(/\|/g, '\\|')
+  const flat = inert(text)
+    .replace(/\r?\n|\r/g, ' ')
+    .replace(/\|/g, '\\|')
   return flat.length > max ? `${flat.slice(0, max - 1)}…` : flat
 }
 
@@ -156,13 +160,13 @@ const VERIFY_STEP = /verif|validat|health|smoke/i
 
 function moments(record: RunRecord, detectedAt: string | undefined): Moments {
   const ran = record.steps.filter(s => s.startedAt)
-  const firstChange = ran.find(s => s.destructive)
+  const changes = ran.filter(s => s.destructive)
   const verification = ran.filter(s => VERIFY_STEP.test(s.name)).at(-1)
-  const lastEnd = [...ran].reverse().find(s => s.endedAt)?.endedAt
   return {
-    detected: detectedAt ?? ran[0]?.startedAt ?? record.startedAt,
-    started: firstChange?.startedAt ?? record.startedAt,
-    completed: record.status === 'success' ? (record.endedAt ?? lastEnd) : undefined,
+    detected: detectedAt ?? record.startedAt,
+    // Initiated: the first step that changed something; completed: the last one finished.
+    started: changes[0]?.startedAt ?? record.startedAt,
+    completed: record.status === 'success' ? (changes.at(-1)?.endedAt ?? record.endedAt) : undefined,
     verified: verification?.status === 'ok' ? verification.endedAt : undefined,
     unverifiedBy: verification && verification.status !== 'ok' ? verification : undefined
   }
@@ -214,7 +218,9 @@ export function incidentBody(record: RunRecord, extras: IncidentExtras = {}): st
   const links = [
     extras.runUrl ? `- Workflow run: ${extras.runUrl}` : undefined,
     record.backupId ? `- Backup: \`${inert(record.backupId)}\`` : undefined,
-    record.safetyBackupId ? `- Safety backup (state before this rollback): \`${inert(record.safetyBackupId)}\`` : undefined,
+    record.safetyBackupId
+      ? `- Safety backup (state before this rollback): \`${inert(record.safetyBackupId)}\``
+      : undefined,
     `- Run record: \`${inert(record.id)}\``
   ].filter(Boolean)
 
@@ -286,22 +292,24 @@ export function escalationComment(record: RunRecord, extras: { runUrl?: string }
         ? `> [!WARNING]\n> Level ${record.level} failed. Escalate: consider a Level ${record.level + 1} rollback, and page the on-call engineer.`
         : '> [!CAUTION]\n> Level 3 failed. Escalate to the on-call engineer and the database owner: manual recovery is needed.'
   return cap(
-    withoutMarkers([
-      `### Rollback re-run: ${record.dryRun ? 'dry run' : record.status} at ${utc(record.startedAt)}`,
-      '',
-      `- **Rollback Level:** ${levelText(record)}`,
-      `- **From → To:** ${inert(record.from ?? 'unknown')} → ${inert(record.to ?? 'unknown')}`,
-      `- **Reason:** ${inert(record.reason)}`,
-      `- **Status:** ${statusText(record)}`,
-      `- **Duration:** ${durationWithRto(record)}`,
-      `- **Data Loss:** ${dataLossText(record)}`,
-      ...(extras.runUrl ? [`- **Workflow run:** ${extras.runUrl}`] : []),
-      ...(record.safetyBackupId ? [`- **Safety backup:** \`${inert(record.safetyBackupId)}\``] : []),
-      '',
-      ...(advice ? [advice, ''] : []),
-      stepTable(record.steps),
-      ''
-    ].join('\n')),
+    withoutMarkers(
+      [
+        `### Rollback re-run: ${record.dryRun ? 'dry run' : record.status} at ${utc(record.startedAt)}`,
+        '',
+        `- **Rollback Level:** ${levelText(record)}`,
+        `- **From → To:** ${inert(record.from ?? 'unknown')} → ${inert(record.to ?? 'unknown')}`,
+        `- **Reason:** ${inert(record.reason)}`,
+        `- **Status:** ${statusText(record)}`,
+        `- **Duration:** ${durationWithRto(record)}`,
+        `- **Data Loss:** ${dataLossText(record)}`,
+        ...(extras.runUrl ? [`- **Workflow run:** ${extras.runUrl}`] : []),
+        ...(record.safetyBackupId ? [`- **Safety backup:** \`${inert(record.safetyBackupId)}\``] : []),
+        '',
+        ...(advice ? [advice, ''] : []),
+        stepTable(record.steps),
+        ''
+      ].join('\n')
+    ),
     GITHUB_BODY_MAX - 100
   )
 }
@@ -402,11 +410,13 @@ function observedFromRecord(record: RunRecord): { well: string[]; wrong: string[
     const line = `Rollback took ${duration(record.durationMs)} against an RTO of ${duration(record.rtoSeconds * 1000)}`
     ;(record.durationMs <= record.rtoSeconds * 1000 ? well : wrong).push(line)
   }
-  if (record.safetyBackupId) well.push(`A safety backup was taken first (\`${inert(record.safetyBackupId)}\`)`)
+  if (record.safetyBackupId)
+    well.push(`A safety backup was taken first (\`${inert(record.safetyBackupId)}\`)`)
   for (const s of record.steps.filter(s => s.status === 'failed'))
     wrong.push(`Step "${cell(s.name, 80)}" failed: ${cell(s.detail)}`)
   for (const s of record.steps.filter(
-    s => s.deadlineSeconds !== undefined && s.durationMs !== undefined && s.durationMs > s.deadlineSeconds * 1000
+    s =>
+      s.deadlineSeconds !== undefined && s.durationMs !== undefined && s.durationMs > s.deadlineSeconds * 1000
   ))
     wrong.push(`Step "${cell(s.name, 80)}" overran its ${s.deadlineSeconds} s deadline`)
   if (record.dataLoss) wrong.push(`Data was lost: ${dataLossText(record)}`)
@@ -425,7 +435,10 @@ export function postMortemBody(input: PostMortemInput): string {
   ]
   const stepLines = record.steps
     .filter(s => s.startedAt)
-    .map(s => `- **${utc(s.startedAt)}:** ${cell(s.name, 80)} — ${s.status}${s.detail ? ` (${cell(s.detail)})` : ''}`)
+    .map(
+      s =>
+        `- **${utc(s.startedAt)}:** ${cell(s.name, 80)} — ${s.status}${s.detail ? ` (${cell(s.detail)})` : ''}`
+    )
   return [
     `# Post-Mortem: ${inert(input.title ?? incidentTitle(record.reason))}`,
     '',
@@ -454,7 +467,10 @@ export function postMortemBody(input: PostMortemInput): string {
     '[Detailed explanation of what caused the issue]',
     '',
     '### Contributing Factors',
-    ...bullets(input.contributingFactors, '[Code, configuration, migration, dependency, infrastructure, external?]'),
+    ...bullets(
+      input.contributingFactors,
+      '[Code, configuration, migration, dependency, infrastructure, external?]'
+    ),
     '',
     '## Impact',
     '- **Users Affected:** [Number/percentage]',
