@@ -5,7 +5,7 @@
 export const RUN_RECORD_SCHEMA = 'backout.run/v1'
 
 export type StepStatus = 'ok' | 'failed' | 'skipped' | 'planned'
-export type RunStatus = 'success' | 'failed' | 'refused' | 'planned'
+export type RunStatus = 'success' | 'failed' | 'refused' | 'planned' | 'running'
 export type Operation = 'rollback' | 'snapshot' | 'assess' | 'validate' | 'verify' | 'incident'
 export type Level = 1 | 2 | 3
 
@@ -58,6 +58,8 @@ export interface RunRecord {
   reasonCode?: string
   /** Severity from assess, when known. */
   severity?: string
+  /** The interrupted run (its process died) this one takes over, with the versions it was moving between. */
+  resumedFrom?: { id: string; from?: string; to?: string; steps: string[] }
 }
 
 export function newRunId(now: Date): string {

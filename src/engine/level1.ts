@@ -67,8 +67,10 @@ export function level1Steps(service: Service, record: RunRecord): Step[] {
               'fix targets.*.upstream in backout.yml or the upstream file',
             'unknown_active_target'
           )
-        live = active
-        previous = active === 'blue' ? 'green' : 'blue'
+        // A resumed run keeps the interrupted run's direction, even if nginx already points at the target.
+        const resumedTo = (['blue', 'green'] as const).find(c => config.targets[c].version === record.resumedFrom?.to)
+        previous = resumedTo ?? (active === 'blue' ? 'green' : 'blue')
+        live = previous === 'blue' ? 'green' : 'blue'
         record.from = config.targets[live].version
         record.to = config.targets[previous].version
         const res = await probeThroughNginx(config, signal)
@@ -76,7 +78,8 @@ export function level1Steps(service: Service, record: RunRecord): Step[] {
         return (
           `nginx routes to ${label(live)} (${nginx.activeUpstream()}); through nginx: ` +
           (res.error ? `unreachable (${res.error})` : `HTTP ${res.status}${by ? ` from ${by}` : ''}`) +
-          `; previous: ${label(previous)}`
+          `; previous: ${label(previous)}` +
+          (resumedTo ? ` (resuming run ${record.resumedFrom?.id})` : '')
         )
       }
     },

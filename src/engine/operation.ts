@@ -1,4 +1,4 @@
-import { appendFileSync, existsSync, mkdirSync, readFileSync, readdirSync, writeFileSync } from 'node:fs'
+import { appendFileSync, existsSync, mkdirSync, readFileSync, readdirSync, renameSync, writeFileSync } from 'node:fs'
 import path from 'node:path'
 import type { Config } from '../core/config'
 import { UserError, messageOf, reasonCodeFor } from '../core/errors'
@@ -57,13 +57,21 @@ export async function runOperation(req: OperationRequest): Promise<OperationResu
   const startedMs = performance.now()
   let error: unknown
   try {
+    if (lock) {
+      const interrupted = takeOverInterrupted(req.config, record)
+      if (interrupted) req.log.warn(`resuming run ${interrupted.id}, interrupted after: ${interrupted.steps.join(', ') || 'no step'}`)
+      record.status = 'running'
+      journal(req.config, record)
+    }
     await runSteps(record, req.steps(record), {
       dryRun: req.dryRun,
       log: req.log,
       rtoSeconds: req.rtoSeconds,
       confirm: req.confirm,
-      crashAfterStep: req.crashAfterStep
+      crashAfterStep: req.crashAfterStep,
+      onStep: () => lock && journal(req.config, record)
     })
+    if (record.status === 'running') record.status = 'success'
   } catch (e) {
     error = e
     record.status = e instanceof UserError ? 'refused' : 'failed'
@@ -81,11 +89,39 @@ export async function runOperation(req: OperationRequest): Promise<OperationResu
   return { record, error }
 }
 
-function persist(config: Config, record: RunRecord): void {
-  if (record.dryRun) return
+/** Writes the record as it stands (atomically): the journal a resumed run reads. */
+function journal(config: Config, record: RunRecord): void {
   const runs = path.join(config.state.dir, 'runs')
   mkdirSync(runs, { recursive: true })
-  writeFileSync(path.join(runs, `${record.id}.json`), JSON.stringify(record, null, 2) + '\n')
+  const file = path.join(runs, `${record.id}.json`)
+  writeFileSync(`${file}.tmp`, JSON.stringify(record, null, 2) + '\n')
+  renameSync(`${file}.tmp`, file)
+}
+
+/**
+ * A run of the same operation and level whose process died (its lock was stale) is marked interrupted,
+ * and the new run carries what it knew — which versions it was moving between — so that it converges on
+ * the same target instead of starting over from a half-changed state.
+ */
+function takeOverInterrupted(config: Config, record: RunRecord): RunRecord['resumedFrom'] {
+  const previous = latestRunRecord(config, record.operation)
+  if (!previous || previous.status !== 'running' || previous.level !== record.level) return undefined
+  previous.status = 'failed'
+  previous.error = 'interrupted: the process died before the run finished'
+  previous.reasonCode = 'interrupted'
+  journal(config, previous)
+  record.resumedFrom = {
+    id: previous.id,
+    from: previous.from,
+    to: previous.to,
+    steps: previous.steps.filter(s => s.status === 'ok').map(s => s.name)
+  }
+  return record.resumedFrom
+}
+
+function persist(config: Config, record: RunRecord): void {
+  if (record.dryRun) return
+  journal(config, record)
   const entry = historyEntryFor(record)
   if (entry) {
     mkdirSync(path.dirname(config.history.log), { recursive: true })

@@ -30,6 +30,8 @@ export interface RunStepsOptions {
   rtoSeconds: number
   /** Asked once, before the first step that changes anything. */
   confirm(plan: readonly Step[]): Promise<boolean>
+  /** Called after every step: the operation journals the record so a killed run can be resumed. */
+  onStep?: () => void
   /** Test hook: the process kills itself right after this step finished (fault-injection tests). */
   crashAfterStep?: number
   now?: () => Date
@@ -114,6 +116,7 @@ export async function runSteps(record: RunRecord, steps: readonly Step[], option
       entry.endedAt = now().toISOString()
       entry.durationMs = Math.round(performance.now() - started)
     }
+    options.onStep?.()
     if (options.crashAfterStep === index + 1) process.kill(process.pid, 'SIGKILL')
   }
 }
