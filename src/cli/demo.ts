@@ -1,10 +1,12 @@
-import { mkdtempSync, readFileSync, chmodSync } from 'node:fs'
+import { mkdtempSync, readFileSync, chmodSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
 import { messageOf } from '../core/errors'
 import type { Logger } from '../core/logger'
 import { timelineText } from '../core/timeline'
 import { loadConfig } from '../drivers/config-file'
+import { pgQuery } from '../drivers/database'
+import { sqliteExec } from '../drivers/sqlite-cli'
 import { assess, type AssessReport } from '../engine/assess'
 import { rollback } from '../engine/rollback'
 import { createService } from '../engine/service'
@@ -27,6 +29,8 @@ export function assessText(report: AssessReport): string {
 interface DemoOptions {
   dir?: string
   keep: boolean
+  /** Which rollback to show (default 1). For 3, the data is corrupted after the snapshot first. */
+  level?: 1 | 2 | 3
   appCommand: readonly string[]
   log: Logger
 }
@@ -66,9 +70,28 @@ export async function runDemo(options: DemoOptions): Promise<number> {
     })
     print(`   ${backup.id}: ${backup.manifest.files.length} files, ${backup.sizeBytes} bytes, every sha256 verified`)
 
-    const { record, error } = await phase('rollback level 1: traffic back to blue through nginx', () =>
+    const level = options.level ?? 1
+    if (level === 3)
+      await phase('corrupt the data: a dropped table, rewritten rows, junk in data/godot, the corruption marker', async () => {
+        const db = service.config.database
+        const bad = "DROP TABLE game_state; UPDATE users SET email = 'bad' || id || '@corrupt.test';"
+        if (db?.kind === 'postgres') await pgQuery(db.url, bad)
+        else if (db?.kind === 'sqlite') await sqliteExec(db.path, bad)
+        writeFileSync(path.join(dir, 'data/godot/world.json'), 'junk')
+        writeFileSync(path.join(dir, 'data/godot/corruption_detected'), 'detected\n')
+        print('   ' + assessText(await assess(service, { samples: 10 })).split('\n')[0])
+      })
+    const title: Record<1 | 2 | 3, string> = {
+      1: 'rollback level 1: traffic back to blue through nginx',
+      2: 'rollback level 2: full rollback to the release backup',
+      3: 'rollback level 3: the whole service back to the release backup (blue v2.4.9, before the deployment)'
+    }
+    // Level 3 goes back to the backup sandbox up took before deploying green: the last known good state.
+    const release = level === 3 ? service.store.list().filter(b => b.manifest.kind === 'snapshot').pop()?.id : undefined
+    const { record, error } = await phase(title[level], () =>
       rollback(service, {
-        level: 1,
+        level,
+        target: release,
         reason: `assess: ${report.assessment.severity}, ${report.assessment.reasons[0]?.message ?? 'demo'}`,
         dryRun: false,
         confirm: () => Promise.resolve(true)
@@ -80,6 +103,8 @@ export async function runDemo(options: DemoOptions): Promise<number> {
     const checks = await phase('validate: healthy and intact?', () => validate(service, { thorough: true }))
     print(checksText(checks).replace(/^/gm, '   '))
 
+    if (record.dataLoss)
+      print(`   data-loss window: ${record.dataLoss.windowSeconds} s (restored to ${record.dataLoss.restoredTo}) — ${record.dataLoss.note}`)
     print('\n━━ history')
     print('   ' + readFileSync(service.config.history.log, 'utf8').trim().split('\n').slice(-1)[0])
     ok = checks.passed

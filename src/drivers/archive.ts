@@ -1,6 +1,6 @@
 import { spawn, type ChildProcess } from 'node:child_process'
 import { createHash } from 'node:crypto'
-import { createReadStream, createWriteStream, existsSync, statSync } from 'node:fs'
+import { createReadStream, createWriteStream, existsSync, mkdirSync, statSync } from 'node:fs'
 import { mkdir, open, rename, rm, statfs } from 'node:fs/promises'
 import path from 'node:path'
 import { Transform, type TransformCallback, type Readable, type Writable } from 'node:stream'
@@ -138,6 +138,10 @@ function stage(
   return { child, stdin: child.stdin, stdout: child.stdout, exited }
 }
 
+function isClosedPipe(e: unknown): boolean {
+  return isErrno(e, 'EPIPE') || isErrno(e, 'ERR_STREAM_PREMATURE_CLOSE') || isErrno(e, 'ERR_STREAM_DESTROYED')
+}
+
 function isErrno(e: unknown, code: string): boolean {
   return typeof e === 'object' && e !== null && (e as NodeJS.ErrnoException).code === code
 }
@@ -177,7 +181,9 @@ async function writeThrough(
   outFile: string
 ): Promise<WrittenFile> {
   const started = Date.now()
-  await mkdir(path.dirname(outFile), { recursive: true })
+  // Synchronously: the stages already run, and a child that exits before its stdout is piped loses its output
+  // (Node resumes unconsumed stdio on exit) — a tar of a small directory is one write and done.
+  mkdirSync(path.dirname(outFile), { recursive: true })
   const tmp = tempNameFor(outFile)
   const hasher = new HashCounter()
   const out = createWriteStream(tmp, { flags: 'wx', mode: 0o600 })
@@ -300,7 +306,11 @@ export async function untarZstd(
     zstd.exited,
     tar.exited
   ])
+  // tar stops reading at the end-of-archive marker, leaving the record's padding unread: when both zstd (which
+  // checked the whole frame) and tar exited 0, a premature close of the pipe into tar is not a failure.
+  const bothExitedOk = results[2]?.status === 'fulfilled' && results[3]?.status === 'fulfilled'
   const failures = results
+    .filter((r, i) => !(i === 1 && bothExitedOk && r.status === 'rejected' && isClosedPipe(r.reason)))
     .filter((r): r is PromiseRejectedResult => r.status === 'rejected')
     .map(r => r.reason as unknown)
   if (failures.length > 0) {

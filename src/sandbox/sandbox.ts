@@ -10,6 +10,7 @@ import { probe } from '../drivers/http'
 import { freePort } from '../drivers/net'
 import { createNginx } from '../drivers/nginx'
 import { findPgBinDir, initCluster, psql, startCluster, stopCluster, describeCluster } from '../drivers/postgres-cluster'
+import { prepareWalArchive, walArchiveSettings } from '../drivers/postgres-backup'
 import { readPid, runningPid, startDetached, stopByPidFile, stopPid } from '../drivers/process'
 import { sqliteExec } from '../drivers/sqlite-cli'
 import { createService } from '../engine/service'
@@ -29,6 +30,8 @@ export interface SandboxOptions {
   db?: 'postgres' | 'sqlite'
   /** Which target is live when up returns: green (the bad deployment happened) or blue. */
   live?: 'blue' | 'green'
+  /** PostgreSQL only: archive WAL into DIR/pg/wal-archive (database.walArchiveDir), for point-in-time recovery. */
+  walArchive?: boolean
   log: Logger
 }
 
@@ -171,8 +174,11 @@ export async function sandboxUp(options: SandboxOptions): Promise<SandboxState> 
     state.pgBinDir = pgBin
     mkdirSync(path.join(dir, 'pg'), { recursive: true, mode: 0o755 })
     chmodSync(path.join(dir, 'pg'), 0o755)
+    const archive = path.join(dir, 'pg', 'wal-archive')
+    if (options.walArchive) prepareWalArchive(archive)
     await log.group('PostgreSQL', async () => {
-      const cluster = await initCluster({ dataDir: state.pgDataDir!, port: pgPort })
+      const settings = options.walArchive ? walArchiveSettings(archive) : undefined
+      const cluster = await initCluster({ dataDir: state.pgDataDir!, port: pgPort, settings })
       await startCluster(cluster, path.join(dir, 'pg', 'postgres.log'))
       await psql(cluster, 'postgres', 'CREATE DATABASE app;')
       await psql(cluster, 'app', SCHEMA_PG)
@@ -182,6 +188,7 @@ export async function sandboxUp(options: SandboxOptions): Promise<SandboxState> 
       kind: 'postgres',
       url: `postgresql://postgres@127.0.0.1:${pgPort}/app`,
       dataDir: 'pg/data',
+      ...(options.walArchive ? { walArchiveDir: 'pg/wal-archive' } : {}),
       criticalTables: ['users', 'sessions', 'game_state'],
       migrations: { kind: 'sql', dir: 'migrations' }
     }
