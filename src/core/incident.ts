@@ -102,6 +102,8 @@ function statusText(record: RunRecord, escape: (text: string) => string = inert)
       return `Rollback refused before changing anything: ${escape(record.error ?? 'no reason recorded')}`
     case 'planned':
       return 'Planned only, nothing was changed'
+    case 'running':
+      return 'Still running (or interrupted before it finished)'
   }
 }
 
