@@ -7,9 +7,14 @@ import type { ActionContext, ActionOutcome } from './action-runner'
 export async function runAssess(ctx: ActionContext): Promise<ActionOutcome> {
   const samples = Number(core.getInput('samples') || '40')
   if (!Number.isInteger(samples) || samples < 1 || samples > 10_000)
-    throw new UserError(`input samples: expected a whole number from 1 to 10000, got "${core.getInput('samples').slice(0, 40)}"`, 'bad_input')
+    throw new UserError(
+      `input samples: expected a whole number from 1 to 10000, got "${core.getInput('samples').slice(0, 40)}"`,
+      'bad_input'
+    )
   const { assessment: a, probes } = await assess(ctx.service(), { samples })
-  const rows = a.reasons.map(r => `| ${r.severity} | ${r.message.replace(/\|/g, '\\|')} | ${r.measured ?? ''} | ${r.threshold ?? ''} |`)
+  const rows = a.reasons.map(
+    r => `| ${r.severity} | ${r.message.replace(/\|/g, '\\|')} | ${r.measured ?? ''} | ${r.threshold ?? ''} |`
+  )
   return {
     decision: a.shouldRollback ? 'rollback' : a.severity === 'INCONCLUSIVE' ? 'inconclusive' : 'monitor',
     reasonCode: a.reasons[0]?.code ?? 'ok',
@@ -22,7 +27,9 @@ export async function runAssess(ctx: ActionContext): Promise<ActionOutcome> {
     summary: [
       `## backout assess: ${a.severity}`,
       '',
-      a.shouldRollback ? `**Roll back — Level ${a.recommendedLevel}, act ${a.act}.** ${a.levelWhy ?? ''}` : `No rollback: ${a.act}.`,
+      a.shouldRollback
+        ? `**Roll back — Level ${a.recommendedLevel}, act ${a.act}.** ${a.levelWhy ?? ''}`
+        : `No rollback: ${a.act}.`,
       '',
       '| Severity | Finding | Measured | Threshold |',
       '|---|---|---|---|',

@@ -31,6 +31,10 @@ export const ACTIONS = {
     inputs: ['config', 'thorough'],
     outputs: ['decision', 'reason_code', 'result', 'passed']
   },
+  chatops: {
+    inputs: ['config', 'token', 'default-environment', 'report'],
+    outputs: ['decision', 'reason_code', 'result', 'should_run', 'level', 'target', 'environment', 'dry_run']
+  },
   'open-incident': {
     inputs: ['config', 'token', 'result', 'reason'],
     outputs: ['decision', 'reason_code', 'result', 'issue_number', 'issue_url']

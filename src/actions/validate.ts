@@ -13,6 +13,9 @@ export async function runValidate(ctx: ActionContext): Promise<ActionOutcome> {
     summary: checksMarkdown(report),
     failure: report.passed
       ? undefined
-      : new OperationError(`validation failed: ${failed.map(c => `${c.name} (${c.measured})`).join('; ')}`, 'validation_failed')
+      : new OperationError(
+          `validation failed: ${failed.map(c => `${c.name} (${c.measured})`).join('; ')}`,
+          'validation_failed'
+        )
   }
 }

@@ -60,6 +60,11 @@ export interface GitHubApi {
   ): Promise<void>
   /** The environment's most recent deployments (up to 100), newest first. */
   listDeployments(environment: string): Promise<DeploymentSummary[]>
+  /**
+   * Whether the pull request comes from another repository: its head repository is a fork, is not this
+   * repository, or is gone (a deleted fork). Such code must not run with this repository's secrets.
+   */
+  isForkPullRequest(pullNumber: number): Promise<boolean>
 }
 
 export interface GitHubApiOptions {
@@ -85,7 +90,18 @@ const LABEL_STYLE: Record<string, { color: string; description: string }> = {
 const STATUS_DESCRIPTION_MAX = 140
 
 /** Which workflow permission each call needs, for the hint on a 401/403. */
-const NEEDS = { issues: 'issues: write', deployments: 'deployments: write', metadata: 'metadata: read' }
+const NEEDS = {
+  issues: 'issues: write',
+  deployments: 'deployments: write',
+  metadata: 'metadata: read',
+  pulls: 'pull-requests: read'
+}
+
+/** The part of a pull request's head that tells where it comes from. */
+interface PullRequestHead {
+  /** null when the fork the pull request was opened from has been deleted (GitHub's types omit this). */
+  repo: { full_name: string; fork: boolean } | null
+}
 
 function statusOf(error: unknown): number | undefined {
   const status = error && typeof error === 'object' ? (error as { status?: unknown }).status : undefined
@@ -103,18 +119,22 @@ export function createGitHubApi(options: GitHubApiOptions): GitHubApi {
   })
   const where = { owner, repo }
 
-  /** Runs one call; a failure says which call, on which repository, what GitHub answered, and what to do. */
-  async function call<T>(what: string, needs: string, fn: () => Promise<T>): Promise<T> {
+  /**
+   * Runs one call; a failure says which call, on which repository, what GitHub answered, and what to do.
+   * `missing` names what a 404 may mean beyond the repository itself (e.g. "pull request #7").
+   */
+  async function call<T>(what: string, needs: string, fn: () => Promise<T>, missing?: string): Promise<T> {
     try {
       return await fn()
     } catch (error) {
       const status = statusOf(error)
       const answer = error instanceof Error ? error.message : String(error)
+      const exists = missing ? `${missing} exists on ${owner}/${repo}` : `${owner}/${repo} exists`
       const hint =
         status === 401 || status === 403
           ? ` — check the token and give the workflow \`permissions: ${needs}\``
           : status === 404
-            ? ` — check that ${owner}/${repo} exists and the token can see it`
+            ? ` — check that ${exists} and the token can see it`
             : ''
       const message = `GitHub API: ${what} on ${owner}/${repo} failed${status ? ` (HTTP ${status})` : ''}: ${answer}${hint}`
       throw new OperationError(maskSecrets(message, [token]), 'github_api_error')
@@ -245,6 +265,18 @@ export function createGitHubApi(options: GitHubApiOptions): GitHubApi {
         created_at: d.created_at,
         payload: d.payload
       }))
+    },
+
+    async isForkPullRequest(pullNumber) {
+      const { data } = await call(
+        `get pull request #${pullNumber}`,
+        NEEDS.pulls,
+        () => octokit.rest.pulls.get({ ...where, pull_number: pullNumber }),
+        `pull request #${pullNumber}`
+      )
+      const head: PullRequestHead = data.head
+      if (!head.repo) return true
+      return head.repo.fork || head.repo.full_name.toLowerCase() !== data.base.repo.full_name.toLowerCase()
     }
   }
 }

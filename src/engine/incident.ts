@@ -85,22 +85,35 @@ export async function openIncident(service: Service, api: GitHubApi, req: Incide
       postMortemBody({ record, owner: req.owner ?? 'the on-call engineer', incidentUrl: issue.html_url })
     )
   }
-  if (record.status === 'success' && !record.dryRun && req.sha) {
-    const isRollback = (payload: unknown): boolean => typeof payload === 'object' && payload !== null && 'backout' in payload
-    const failedDeployment = (await api.listDeployments(config.environment)).find(d => !isRollback(d.payload))
-    if (failedDeployment) {
-      await api.setDeploymentStatus(failedDeployment.id, 'failure', `rolled back by backout: ${record.reason}`)
-      await api.setDeploymentStatus(failedDeployment.id, 'inactive', 'replaced by the rollback')
-    }
-    const deployment = await api.createDeployment(req.sha, config.environment, `rollback to ${record.to ?? 'previous'}`, {
-      backout: { level: record.level, from: record.from, to: record.to, run: record.id }
-    })
-    await api.setDeploymentStatus(deployment.id, 'success', `Level ${record.level} rollback to ${record.to}`)
-  }
+  if (record.status === 'success' && !record.dryRun && req.sha) await recordDeployments(api, config.environment, record, req.sha)
   return {
     issueNumber: issue!.number,
     issueUrl: issue!.html_url,
     created: !existing,
     notification: stakeholderNotification(record)
   }
+}
+
+/** The payload marker of a rollback deployment backout created: the run id. */
+function backoutRun(payload: unknown): string | undefined {
+  if (typeof payload !== 'object' || payload === null || !('backout' in payload)) return undefined
+  return String((payload as { backout: { run?: unknown } }).backout.run)
+}
+
+/**
+ * GitHub Deployments: the failed deployment gets failure then inactive, the rollback a deployment of its
+ * own. A re-run for the same rollback changes nothing: its deployment already exists.
+ */
+async function recordDeployments(api: GitHubApi, environment: string, record: RunRecord, sha: string): Promise<void> {
+  const deployments = await api.listDeployments(environment)
+  if (deployments.some(d => backoutRun(d.payload) === record.id)) return
+  const failedDeployment = deployments.find(d => backoutRun(d.payload) === undefined)
+  if (failedDeployment) {
+    await api.setDeploymentStatus(failedDeployment.id, 'failure', `rolled back by backout: ${record.reason}`)
+    await api.setDeploymentStatus(failedDeployment.id, 'inactive', 'replaced by the rollback')
+  }
+  const deployment = await api.createDeployment(sha, environment, `rollback to ${record.to ?? 'previous'}`, {
+    backout: { level: record.level, from: record.from, to: record.to, run: record.id }
+  })
+  await api.setDeploymentStatus(deployment.id, 'success', `Level ${record.level} rollback to ${record.to}`)
 }

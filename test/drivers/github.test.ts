@@ -161,6 +161,50 @@ describe('GitHub driver against a server checked by the OpenAPI description', ()
     expect(await api.getPermission('stranger')).toBe('none')
   })
 
+  it('tells a pull request from this repository from one opened from a fork', async () => {
+    server.addPullRequest(FULL, { number: 1, headFullName: FULL, fork: false, user: 'octocat' })
+    server.addPullRequest(FULL, { number: 2, headFullName: 'mallory/spacetime', fork: true, user: 'mallory' })
+    // Not marked as a fork, but another repository all the same.
+    server.addPullRequest(FULL, {
+      number: 3,
+      headFullName: 'acme/spacetime-next',
+      fork: false,
+      user: 'hubot'
+    })
+    // The fork was deleted after the pull request was opened: GitHub answers head.repo: null.
+    server.addPullRequest(FULL, { number: 4, headFullName: null, fork: true, user: 'ghost' })
+
+    expect(await api.isForkPullRequest(1)).toBe(false)
+    expect(await api.isForkPullRequest(2)).toBe(true)
+    expect(await api.isForkPullRequest(3)).toBe(true)
+    expect(await api.isForkPullRequest(4)).toBe(true)
+    const gets = server.requests.filter(r => r.operationId === 'pulls/get')
+    expect(gets.map(r => [r.path, r.status])).toEqual(
+      [1, 2, 3, 4].map(n => [`/repos/${FULL}/pulls/${n}`, 200])
+    )
+  })
+
+  it('treats a pull request as an issue: comments work, incidents and new issues skip it', async () => {
+    const pull = server.addPullRequest(FULL, { number: 1, headFullName: FULL, fork: false, user: 'octocat' })
+    const comment = await api.commentOnIssue(1, '/rollback status')
+    expect(comment.html_url).toBe(`${pull.html_url}#issuecomment-${comment.id}`)
+    const [issue] = server.state.repo(FULL).issues
+    expect(issue?.pull_request?.url).toBe(pull.url)
+    expect(issue?.comments).toBe(1)
+
+    const created = await api.createIssue('after the pull request', 'b', [])
+    expect(created.number).toBe(2)
+    expect(await api.findOpenIncident('anything')).toBeUndefined()
+  })
+
+  it('fails clearly on a pull request that does not exist', async () => {
+    const failure = api.isForkPullRequest(404)
+    await expect(failure).rejects.toBeInstanceOf(OperationError)
+    await expect(failure).rejects.toThrow(
+      /^GitHub API: get pull request #404 on acme\/spacetime failed \(HTTP 404\): Not Found.* — check that pull request #404 exists on acme\/spacetime and the token can see it$/
+    )
+  })
+
   it('fails with which call, which repository and what GitHub said, and never the token', async () => {
     const failure = api.commentOnIssue(999, 'hello')
     await expect(failure).rejects.toBeInstanceOf(OperationError)
@@ -238,6 +282,32 @@ describe('the fake GitHub API server', () => {
     const res = await send('POST', `/repos/${FULL}/issues/comments/1/reactions`, { content: 'thumbsup' })
     expect(res.status).toBe(422)
     expect(server.violations[0]?.problem).toMatch(/content must be equal to one of the allowed values/)
+  })
+
+  it('serves a pull request pushed into its state, checked against the documented schema', async () => {
+    const registered = server.addPullRequest(FULL, {
+      number: 1,
+      headFullName: FULL,
+      fork: false,
+      user: 'octocat'
+    })
+    server.state.repo(FULL).pulls.push({ ...registered, id: 99, number: 7, title: 'pushed directly' })
+    const res = await send('GET', `/repos/${FULL}/pulls/7`)
+    expect(res.status).toBe(200)
+    expect(await res.json()).toMatchObject({
+      number: 7,
+      title: 'pushed directly',
+      head: { repo: { fork: false } }
+    })
+    expect((await send('GET', `/repos/${FULL}/pulls/8`)).status).toBe(404)
+    expect(server.violations).toEqual([])
+  })
+
+  it('refuses to register a pull request under a number already taken', async () => {
+    await send('POST', `/repos/${FULL}/issues`, { title: 'an issue' })
+    expect(() =>
+      server.addPullRequest(FULL, { number: 1, headFullName: FULL, fork: false, user: 'octocat' })
+    ).toThrow(/#1 is already taken/)
   })
 
   it('rejects a malformed path parameter and an undocumented query parameter', async () => {

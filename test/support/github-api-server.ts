@@ -7,7 +7,8 @@
  * the fake cannot drift into shapes GitHub never returns.
  *
  * State lives in memory, per repository, and covers what backout uses: issues, issue comments, labels,
- * reactions on issue comments, collaborator permissions, deployments and deployment statuses.
+ * reactions on issue comments, collaborator permissions, deployments and deployment statuses, and pull
+ * requests (read only; register them with `addPullRequest`).
  */
 import { createHash } from 'node:crypto'
 import { readFileSync } from 'node:fs'
@@ -37,7 +38,7 @@ type PathItem = { parameters?: (Parameter | Ref)[] } & Partial<Record<(typeof ME
 interface Spec {
   paths: Record<string, PathItem>
   components: {
-    schemas: Record<string, unknown>
+    schemas: Record<string, { properties?: Record<string, { properties?: Record<string, object> }> }>
     parameters: Record<string, Parameter>
     responses: Record<string, { content?: Record<string, { schema?: object }> }>
   }
@@ -73,6 +74,10 @@ function loadContract(): Contract {
   // GitHub answers "" for an unset URL (a deployment status's target_url) that its description calls a uri.
   const uri = fullFormats.uri as (value: string) => boolean
   ajv.addFormat('uri', (value: string) => value === '' || uri(value))
+  // GitHub answers head.repo: null for a pull request whose fork was deleted; older descriptions (this
+  // one included) call it a required repository (github/rest-api-description#424, fixed upstream).
+  const head = spec.components.schemas['pull-request']?.properties?.head?.properties
+  if (head?.repo) head.repo = { ...head.repo, nullable: true }
   ajv.addSchema({ $id: SPEC_ID, components: { schemas: toJsonSchema(spec.components.schemas) } }, SPEC_ID)
   const routes = Object.entries(spec.paths).map(([template, item]) => {
     const segments = template.split('/')
@@ -292,6 +297,14 @@ export interface Issue {
   created_at: string
   updated_at: string
   author_association: string
+  /** Present when the issue is a pull request, as on GitHub. */
+  pull_request?: {
+    url: string
+    html_url: string
+    diff_url: string
+    patch_url: string
+    merged_at: string | null
+  }
 }
 export interface IssueComment {
   id: number
@@ -352,9 +365,166 @@ export interface DeploymentStatus {
   deployment_id: number
 }
 
+export interface Repository {
+  id: number
+  node_id: string
+  name: string
+  full_name: string
+  owner: User
+  private: boolean
+  html_url: string
+  description: string | null
+  fork: boolean
+  url: string
+  archive_url: string
+  assignees_url: string
+  blobs_url: string
+  branches_url: string
+  collaborators_url: string
+  comments_url: string
+  commits_url: string
+  compare_url: string
+  contents_url: string
+  contributors_url: string
+  deployments_url: string
+  downloads_url: string
+  events_url: string
+  forks_url: string
+  git_commits_url: string
+  git_refs_url: string
+  git_tags_url: string
+  git_url: string
+  issue_comment_url: string
+  issue_events_url: string
+  issues_url: string
+  keys_url: string
+  labels_url: string
+  languages_url: string
+  merges_url: string
+  milestones_url: string
+  notifications_url: string
+  pulls_url: string
+  releases_url: string
+  ssh_url: string
+  stargazers_url: string
+  statuses_url: string
+  subscribers_url: string
+  subscription_url: string
+  tags_url: string
+  teams_url: string
+  trees_url: string
+  clone_url: string
+  mirror_url: string | null
+  hooks_url: string
+  svn_url: string
+  homepage: string | null
+  language: string | null
+  forks: number
+  forks_count: number
+  stargazers_count: number
+  watchers: number
+  watchers_count: number
+  size: number
+  default_branch: string
+  open_issues: number
+  open_issues_count: number
+  has_issues: boolean
+  has_projects: boolean
+  has_wiki: boolean
+  has_pages: boolean
+  has_downloads: boolean
+  archived: boolean
+  disabled: boolean
+  license: null
+  pushed_at: string | null
+  created_at: string | null
+  updated_at: string | null
+}
+/** One end of a pull request. */
+export interface PullRequestRef {
+  label: string
+  ref: string
+  sha: string
+  user: User
+  /** null on the head of a pull request whose fork was deleted. */
+  repo: Repository | null
+}
+export interface PullRequest {
+  id: number
+  node_id: string
+  number: number
+  url: string
+  html_url: string
+  diff_url: string
+  patch_url: string
+  issue_url: string
+  commits_url: string
+  review_comments_url: string
+  review_comment_url: string
+  comments_url: string
+  statuses_url: string
+  state: 'open' | 'closed'
+  locked: boolean
+  title: string
+  user: User
+  body: string | null
+  labels: Label[]
+  milestone: null
+  active_lock_reason: string | null
+  created_at: string
+  updated_at: string
+  closed_at: string | null
+  merged_at: string | null
+  merge_commit_sha: string | null
+  assignee: null
+  assignees: User[]
+  requested_reviewers: User[]
+  requested_teams: never[]
+  head: PullRequestRef
+  base: PullRequestRef & { repo: Repository }
+  _links: Record<
+    'self' | 'html' | 'issue' | 'comments' | 'review_comments' | 'review_comment' | 'commits' | 'statuses',
+    { href: string }
+  >
+  author_association: string
+  auto_merge: null
+  draft: boolean
+  merged: boolean
+  mergeable: boolean | null
+  rebaseable: boolean | null
+  mergeable_state: string
+  merged_by: User | null
+  comments: number
+  review_comments: number
+  maintainer_can_modify: boolean
+  commits: number
+  additions: number
+  deletions: number
+  changed_files: number
+}
+
+/** What `addPullRequest` needs; the rest of the pull request is filled in. */
+export interface PullRequestSpec {
+  number: number
+  /** The head branch's repository ("owner/repo"), or null when that fork was deleted. */
+  headFullName: string | null
+  /** Whether the head repository is a fork. */
+  fork: boolean
+  /** The author's login. */
+  user: string
+  title?: string
+  body?: string
+  /** The head branch; default "feature". */
+  headRef?: string
+  /** The base branch; default "main". */
+  baseRef?: string
+}
+
 export interface RepoState {
   labels: Label[]
   issues: Issue[]
+  /** Pull requests; each should have an issue of the same number (addPullRequest creates both). */
+  pulls: PullRequest[]
   comments: IssueComment[]
   reactions: Reaction[]
   deployments: Deployment[]
@@ -396,6 +566,11 @@ export interface GitHubApiServer {
   state: ServerState
   violations: Violation[]
   requests: RecordedRequest[]
+  /**
+   * Registers a pull request on the base repository `fullName` ("owner/repo"), with its issue (same number,
+   * carrying `pull_request`) so issue comments on it work. Throws if that number is already taken.
+   */
+  addPullRequest(fullName: string, spec: PullRequestSpec): PullRequest
 }
 
 export interface ServerOptions {
@@ -442,8 +617,14 @@ const LEGACY_PERMISSION: Record<string, string> = {
 
 type Handler = (ctx: Context, path: string) => Reply
 
-/** The fake's behaviour, one handler per implemented operationId, over the in-memory state. */
-function fakeGitHub(state: ServerState, base: string, actorLogin: string): Record<string, Handler> {
+interface Fake {
+  /** One handler per implemented operationId. */
+  handlers: Record<string, Handler>
+  addPullRequest: GitHubApiServer['addPullRequest']
+}
+
+/** The fake's behaviour over the in-memory state. */
+function fakeGitHub(state: ServerState, base: string, actorLogin: string): Fake {
   let nextId = 1000
   const newId = (): number => nextId++
   const web = 'https://github.com'
@@ -510,6 +691,233 @@ function fakeGitHub(state: ServerState, base: string, actorLogin: string): Recor
     return issue
   }
 
+  /** Issues and pull requests share one sequence of numbers per repository. */
+  const nextNumber = (repo: RepoState): number =>
+    Math.max(0, ...repo.issues.map(i => i.number), ...repo.pulls.map(p => p.number)) + 1
+
+  const newIssue = (
+    fullName: string,
+    number: number,
+    fields: Pick<Issue, 'title' | 'body' | 'labels' | 'user' | 'html_url'>
+  ): Issue => {
+    const issueUrl = `${base}/repos/${fullName}/issues/${number}`
+    const at = now()
+    return {
+      id: newId(),
+      node_id: `I_kwDO${nextId}`,
+      number,
+      state: 'open',
+      state_reason: null,
+      assignee: null,
+      assignees: [],
+      milestone: null,
+      locked: false,
+      comments: 0,
+      url: issueUrl,
+      repository_url: `${base}/repos/${fullName}`,
+      labels_url: `${issueUrl}/labels{/name}`,
+      comments_url: `${issueUrl}/comments`,
+      events_url: `${issueUrl}/events`,
+      closed_at: null,
+      created_at: at,
+      updated_at: at,
+      author_association: 'NONE',
+      ...fields
+    }
+  }
+
+  /** A stable id per name, so a login or a repository keeps its id across calls. */
+  const idOf = (name: string): number =>
+    parseInt(createHash('sha1').update(name).digest('hex').slice(0, 7), 16)
+
+  const repository = (fullName: string, fork: boolean): Repository => {
+    const [ownerLogin = '', name = ''] = fullName.split('/')
+    const api = `${base}/repos/${fullName}`
+    const html = `${web}/${fullName}`
+    const at = now()
+    return {
+      id: idOf(fullName),
+      node_id: `R_kgDO${idOf(fullName)}`,
+      name,
+      full_name: fullName,
+      owner: user(ownerLogin, idOf(ownerLogin)),
+      private: false,
+      html_url: html,
+      description: null,
+      fork,
+      url: api,
+      archive_url: `${api}/{archive_format}{/ref}`,
+      assignees_url: `${api}/assignees{/user}`,
+      blobs_url: `${api}/git/blobs{/sha}`,
+      branches_url: `${api}/branches{/branch}`,
+      collaborators_url: `${api}/collaborators{/collaborator}`,
+      comments_url: `${api}/comments{/number}`,
+      commits_url: `${api}/commits{/sha}`,
+      compare_url: `${api}/compare/{base}...{head}`,
+      contents_url: `${api}/contents/{+path}`,
+      contributors_url: `${api}/contributors`,
+      deployments_url: `${api}/deployments`,
+      downloads_url: `${api}/downloads`,
+      events_url: `${api}/events`,
+      forks_url: `${api}/forks`,
+      git_commits_url: `${api}/git/commits{/sha}`,
+      git_refs_url: `${api}/git/refs{/sha}`,
+      git_tags_url: `${api}/git/tags{/sha}`,
+      git_url: `git://github.com/${fullName}.git`,
+      issue_comment_url: `${api}/issues/comments{/number}`,
+      issue_events_url: `${api}/issues/events{/number}`,
+      issues_url: `${api}/issues{/number}`,
+      keys_url: `${api}/keys{/key_id}`,
+      labels_url: `${api}/labels{/name}`,
+      languages_url: `${api}/languages`,
+      merges_url: `${api}/merges`,
+      milestones_url: `${api}/milestones{/number}`,
+      notifications_url: `${api}/notifications{?since,all,participating}`,
+      pulls_url: `${api}/pulls{/number}`,
+      releases_url: `${api}/releases{/id}`,
+      ssh_url: `git@github.com:${fullName}.git`,
+      stargazers_url: `${api}/stargazers`,
+      statuses_url: `${api}/statuses/{sha}`,
+      subscribers_url: `${api}/subscribers`,
+      subscription_url: `${api}/subscription`,
+      tags_url: `${api}/tags`,
+      teams_url: `${api}/teams`,
+      trees_url: `${api}/git/trees{/sha}`,
+      clone_url: `${html}.git`,
+      mirror_url: null,
+      hooks_url: `${api}/hooks`,
+      svn_url: html,
+      homepage: null,
+      language: 'TypeScript',
+      forks: 0,
+      forks_count: 0,
+      stargazers_count: 0,
+      watchers: 0,
+      watchers_count: 0,
+      size: 0,
+      default_branch: 'main',
+      open_issues: 0,
+      open_issues_count: 0,
+      has_issues: !fork,
+      has_projects: true,
+      has_wiki: true,
+      has_pages: false,
+      has_downloads: true,
+      archived: false,
+      disabled: false,
+      license: null,
+      pushed_at: at,
+      created_at: at,
+      updated_at: at
+    }
+  }
+
+  const addPullRequest = (fullName: string, spec: PullRequestSpec): PullRequest => {
+    const repo = state.repo(fullName)
+    const { number } = spec
+    if (!Number.isSafeInteger(number) || number < 1)
+      throw new Error(`addPullRequest: ${String(number)} is not a pull request number`)
+    if (repo.issues.some(i => i.number === number) || repo.pulls.some(p => p.number === number))
+      throw new Error(`addPullRequest: #${number} is already taken on ${fullName}`)
+    const api = `${base}/repos/${fullName}`
+    const url = `${api}/pulls/${number}`
+    const html = `${web}/${fullName}/pull/${number}`
+    const issueUrl = `${api}/issues/${number}`
+    const author = user(spec.user, idOf(spec.user))
+    const headRef = spec.headRef ?? 'feature'
+    const baseRef = spec.baseRef ?? 'main'
+    const headOwner = spec.headFullName?.split('/')[0] ?? spec.user
+    const baseOwner = fullName.split('/')[0] ?? ''
+    const sha = (ref: string): string => createHash('sha1').update(`${ref}#${number}`).digest('hex')
+    const title = spec.title ?? `Pull request #${number}`
+    const body = spec.body ?? null
+    const at = now()
+    const pull: PullRequest = {
+      id: newId(),
+      node_id: `PR_kwDO${nextId}`,
+      number,
+      url,
+      html_url: html,
+      diff_url: `${html}.diff`,
+      patch_url: `${html}.patch`,
+      issue_url: issueUrl,
+      commits_url: `${url}/commits`,
+      review_comments_url: `${url}/comments`,
+      review_comment_url: `${api}/pulls/comments{/number}`,
+      comments_url: `${issueUrl}/comments`,
+      statuses_url: `${api}/statuses/${sha(headRef)}`,
+      state: 'open',
+      locked: false,
+      title,
+      user: author,
+      body,
+      labels: [],
+      milestone: null,
+      active_lock_reason: null,
+      created_at: at,
+      updated_at: at,
+      closed_at: null,
+      merged_at: null,
+      merge_commit_sha: null,
+      assignee: null,
+      assignees: [],
+      requested_reviewers: [],
+      requested_teams: [],
+      head: {
+        label: `${headOwner}:${headRef}`,
+        ref: headRef,
+        sha: sha(headRef),
+        user: user(headOwner, idOf(headOwner)),
+        repo: spec.headFullName === null ? null : repository(spec.headFullName, spec.fork)
+      },
+      base: {
+        label: `${baseOwner}:${baseRef}`,
+        ref: baseRef,
+        sha: sha(baseRef),
+        user: user(baseOwner, idOf(baseOwner)),
+        repo: repository(fullName, false)
+      },
+      _links: {
+        self: { href: url },
+        html: { href: html },
+        issue: { href: issueUrl },
+        comments: { href: `${issueUrl}/comments` },
+        review_comments: { href: `${url}/comments` },
+        review_comment: { href: `${api}/pulls/comments{/number}` },
+        commits: { href: `${url}/commits` },
+        statuses: { href: `${api}/statuses/${sha(headRef)}` }
+      },
+      author_association: spec.fork || spec.headFullName !== fullName ? 'CONTRIBUTOR' : 'MEMBER',
+      auto_merge: null,
+      draft: false,
+      merged: false,
+      mergeable: true,
+      rebaseable: true,
+      mergeable_state: 'clean',
+      merged_by: null,
+      comments: 0,
+      review_comments: 0,
+      maintainer_can_modify: false,
+      commits: 1,
+      additions: 1,
+      deletions: 0,
+      changed_files: 1
+    }
+    repo.pulls.push(pull)
+    const issue = newIssue(fullName, number, { title, body, labels: [], user: author, html_url: html })
+    issue.author_association = pull.author_association
+    issue.pull_request = {
+      url,
+      html_url: html,
+      diff_url: pull.diff_url,
+      patch_url: pull.patch_url,
+      merged_at: null
+    }
+    repo.issues.push(issue)
+    repo.issues.sort((a, b) => a.number - b.number)
+    return pull
+  }
+
   const deploymentOr404 = (ctx: Context): Deployment => {
     const deployment = ctx.repo.deployments.find(d => d.id === Number(ctx.params.deployment_id))
     if (!deployment) throw new HttpError(404, 'Not Found')
@@ -543,39 +951,18 @@ function fakeGitHub(state: ServerState, base: string, actorLogin: string): Recor
     return copy
   }
 
-  return {
+  const handlers: Record<string, Handler> = {
     'issues/create': ctx => {
-      const number = ctx.repo.issues.length + 1
-      const issueUrl = `${base}/repos/${ctx.fullName}/issues/${number}`
-      const at = now()
-      const issue: Issue = {
-        id: newId(),
-        node_id: `I_kwDO${nextId}`,
-        number,
+      const number = nextNumber(ctx.repo)
+      const issue = newIssue(ctx.fullName, number, {
         title: String(ctx.body.title),
         body: typeof ctx.body.body === 'string' ? ctx.body.body : null,
-        state: 'open',
-        state_reason: null,
         labels: labelsFrom(ctx, ctx.body.labels),
         user: actor,
-        assignee: null,
-        assignees: [],
-        milestone: null,
-        locked: false,
-        comments: 0,
-        url: issueUrl,
-        repository_url: `${base}/repos/${ctx.fullName}`,
-        labels_url: `${issueUrl}/labels{/name}`,
-        comments_url: `${issueUrl}/comments`,
-        events_url: `${issueUrl}/events`,
-        html_url: `${web}/${ctx.fullName}/issues/${number}`,
-        closed_at: null,
-        created_at: at,
-        updated_at: at,
-        author_association: 'NONE'
-      }
+        html_url: `${web}/${ctx.fullName}/issues/${number}`
+      })
       ctx.repo.issues.push(issue)
-      return { status: 201, body: issue, headers: { location: issueUrl } }
+      return { status: 201, body: issue, headers: { location: issue.url } }
     },
     'issues/get': ctx => ({ status: 200, body: issueOr404(ctx) }),
     'issues/update': ctx => {
@@ -772,8 +1159,17 @@ function fakeGitHub(state: ServerState, base: string, actorLogin: string): Recor
         .sort((a, b) => b.id - a.id)
         .map(s => strip(s, 'deployment_id'))
       return page(statuses, ctx, path)
+    },
+    'pulls/get': ctx => {
+      const pull = ctx.repo.pulls.find(p => p.number === Number(ctx.params.pull_number))
+      if (!pull) throw new HttpError(404, 'Not Found')
+      // Conversation comments live on the pull request's issue.
+      const issue = ctx.repo.issues.find(i => i.number === pull.number)
+      return { status: 200, body: issue ? { ...pull, comments: issue.comments } : pull }
     }
   }
+
+  return { handlers, addPullRequest }
 }
 
 export async function start(options: ServerOptions = {}): Promise<GitHubApiServer> {
@@ -794,13 +1190,21 @@ export async function start(options: ServerOptions = {}): Promise<GitHubApiServe
     repo(fullName) {
       let r = repos.get(fullName)
       if (!r) {
-        r = { labels: [], issues: [], comments: [], reactions: [], deployments: [], deploymentStatuses: [] }
+        r = {
+          labels: [],
+          issues: [],
+          pulls: [],
+          comments: [],
+          reactions: [],
+          deployments: [],
+          deploymentStatuses: []
+        }
         repos.set(fullName, r)
       }
       return r
     }
   }
-  const handlers = fakeGitHub(state, base, options.actor ?? 'github-actions[bot]')
+  const { handlers, addPullRequest } = fakeGitHub(state, base, options.actor ?? 'github-actions[bot]')
 
   const fail = (status: number, message: string): Reply => ({
     status,
@@ -892,6 +1296,7 @@ export async function start(options: ServerOptions = {}): Promise<GitHubApiServe
     state,
     violations,
     requests,
+    addPullRequest,
     close: () =>
       new Promise<void>((resolve, reject) => {
         server.closeAllConnections()
