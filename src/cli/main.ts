@@ -27,6 +27,13 @@ import { latestRunRecord, readRunRecord } from '../engine/operation'
 import { assessText, runDemo } from './demo'
 import { assess } from '../engine/assess'
 import { checksText, validate } from '../engine/validate'
+import {
+  dbCorruption,
+  outageDiagnostics,
+  outageText,
+  releaseSecurityHold,
+  securityIsolate
+} from '../engine/emergency'
 
 /** What the CLI prints on stdout: human text, or one JSON document with --json. */
 interface Output {
@@ -52,7 +59,11 @@ function parseCount(value: string): number {
 }
 
 /** The runbook's confirmation: shows what will happen and asks for the word ROLLBACK on the terminal. */
-function terminalConfirm(config: Config, level: Level, log: Logger): (plan: readonly Step[]) => Promise<boolean> {
+function terminalConfirm(
+  config: Config,
+  level: Level,
+  log: Logger
+): (plan: readonly Step[]) => Promise<boolean> {
   return async plan => {
     const budget = plan.reduce((s, x) => s + x.budgetSeconds, 0)
     log.info(
@@ -114,7 +125,7 @@ export function buildProgram(log: Logger, setExit: (code: number) => void): Comm
     .addOption(new Option('-l, --level <n>', 'rollback level').argParser(parseLevel))
     .option('-t, --target <id>', 'backup id to roll back to (backout list shows them)')
     .option('--to-time <iso>', 'Level 3: recover the database to this moment by WAL replay')
-    .option('--quick', 'Level 1 without confirmation (the runbook\'s rollback.sh --quick)')
+    .option('--quick', "Level 1 without confirmation (the runbook's rollback.sh --quick)")
     .option('--auto-confirm', 'do not ask for ROLLBACK (for automation)')
     .option('--dry-run', 'print every step and what it would change; change nothing')
     .option(
@@ -122,44 +133,58 @@ export function buildProgram(log: Logger, setExit: (code: number) => void): Comm
       'when the level fails or refuses, go on to the next one (asking again unless --auto-confirm)'
     )
     .option('-r, --reason <text>', 'why (goes into the history log and the incident)', 'manual rollback')
-    .action(async (o: { level?: Level; target?: string; toTime?: string; quick?: boolean; autoConfirm?: boolean; dryRun?: boolean; escalate?: boolean; reason: string }) => {
-      const level: Level | undefined = o.quick ? 1 : o.level
-      if (level === undefined)
-        throw new UserError('rollback needs --level 1, 2 or 3 (or --quick for Level 1)', 'bad_argument')
-      if (o.quick && o.level !== undefined && o.level !== 1)
-        throw new UserError(`--quick is Level 1; it cannot be combined with --level ${o.level}`, 'bad_argument')
-      const autoConfirm = Boolean(o.autoConfirm || o.quick)
-      if (!o.dryRun && !autoConfirm && !process.stdin.isTTY)
-        throw new UserError(
-          'no terminal to confirm on — pass --auto-confirm to roll back without typing ROLLBACK, or --dry-run to see the plan',
-          'not_confirmed'
+    .action(
+      async (o: {
+        level?: Level
+        target?: string
+        toTime?: string
+        quick?: boolean
+        autoConfirm?: boolean
+        dryRun?: boolean
+        escalate?: boolean
+        reason: string
+      }) => {
+        const level: Level | undefined = o.quick ? 1 : o.level
+        if (level === undefined)
+          throw new UserError('rollback needs --level 1, 2 or 3 (or --quick for Level 1)', 'bad_argument')
+        if (o.quick && o.level !== undefined && o.level !== 1)
+          throw new UserError(
+            `--quick is Level 1; it cannot be combined with --level ${o.level}`,
+            'bad_argument'
+          )
+        const autoConfirm = Boolean(o.autoConfirm || o.quick)
+        if (!o.dryRun && !autoConfirm && !process.stdin.isTTY)
+          throw new UserError(
+            'no terminal to confirm on — pass --auto-confirm to roll back without typing ROLLBACK, or --dry-run to see the plan',
+            'not_confirmed'
+          )
+        const service = serviceFrom(globals(), log)
+        const confirmFor = (l: Level): ((plan: readonly Step[]) => Promise<boolean>) =>
+          autoConfirm ? () => Promise.resolve(true) : terminalConfirm(service.config, l, log)
+        const req = {
+          level,
+          target: o.target,
+          toTime: o.toTime,
+          reason: o.reason,
+          dryRun: Boolean(o.dryRun),
+          confirm: confirmFor(level),
+          crashAfterStep: crashHook()
+        }
+        if (!o.escalate) {
+          const { record, error } = await rollback(service, req)
+          return reportRun(record, error)
+        }
+        const { results } = await rollbackWithEscalation(service, req, confirmFor)
+        const last = results[results.length - 1]
+        out().result(
+          results
+            .map(r => timelineText(r.record) + (r.error ? `\n${r.record.status}: ${messageOf(r.error)}` : ''))
+            .join('\n\n'),
+          results.map(r => r.record)
         )
-      const service = serviceFrom(globals(), log)
-      const confirmFor = (l: Level): ((plan: readonly Step[]) => Promise<boolean>) =>
-        autoConfirm ? () => Promise.resolve(true) : terminalConfirm(service.config, l, log)
-      const req = {
-        level,
-        target: o.target,
-        toTime: o.toTime,
-        reason: o.reason,
-        dryRun: Boolean(o.dryRun),
-        confirm: confirmFor(level),
-        crashAfterStep: crashHook()
+        if (last?.error) setExit(exitCodeFor(last.error))
       }
-      if (!o.escalate) {
-        const { record, error } = await rollback(service, req)
-        return reportRun(record, error)
-      }
-      const { results } = await rollbackWithEscalation(service, req, confirmFor)
-      const last = results[results.length - 1]
-      out().result(
-        results
-          .map(r => timelineText(r.record) + (r.error ? `\n${r.record.status}: ${messageOf(r.error)}` : ''))
-          .join('\n\n'),
-        results.map(r => r.record)
-      )
-      if (last?.error) setExit(exitCodeFor(last.error))
-    })
+    )
 
   program
     .command('check-migrations')
@@ -188,7 +213,9 @@ export function buildProgram(log: Logger, setExit: (code: number) => void): Comm
           : { kind: 'sql', migrationsDir: m.dir }
       // Alembic on SQLite checks on a temp SQLite file; SQL migrations and PostgreSQL on a scratch database.
       const database: ScratchDatabase =
-        (m.kind === 'sql' || db.kind === 'postgres') && adminUrl ? { kind: 'postgres', adminUrl } : { kind: 'sqlite' }
+        (m.kind === 'sql' || db.kind === 'postgres') && adminUrl
+          ? { kind: 'postgres', adminUrl }
+          : { kind: 'sqlite' }
       const result = await checkMigrations({ project, database, logger: log })
       out().result([result.message, ...result.differences.map(d => `  ${d}`)].join('\n'), result)
       if (!result.ok) setExit(EXIT.failed)
@@ -197,33 +224,155 @@ export function buildProgram(log: Logger, setExit: (code: number) => void): Comm
   program
     .command('assess')
     .description("measure the service and classify severity with the runbook's decision tree")
-    .option('--samples <n>', 'requests to sample through nginx when there is no Prometheus', parseCount, 40)
-    .action(async (o: { samples: number }) => {
-      const report = await assess(serviceFrom(globals(), log), { samples: o.samples })
+    .option(
+      '--samples <n>',
+      'requests per round through nginx when there is no Prometheus (default: assess.samples)',
+      parseCount
+    )
+    .option('--rounds <n>', 'rounds of samples before a verdict (default: assess.rounds)', parseCount)
+    .option(
+      '--failure-limit <n>',
+      'rounds over a threshold that make the verdict (default: assess.failureLimit)',
+      parseCount
+    )
+    .action(async (o: { samples?: number; rounds?: number; failureLimit?: number }) => {
+      const report = await assess(serviceFrom(globals(), log), {
+        samples: o.samples,
+        rounds: o.rounds,
+        failureLimit: o.failureLimit
+      })
       out().result(assessText(report), report)
     })
 
   program
     .command('validate')
     .description('prove the service is healthy and its data intact')
-    .option('--thorough', 'also run the smoke tests')
-    .action(async (o: { thorough?: boolean }) => {
-      const report = await validate(serviceFrom(globals(), log), { thorough: Boolean(o.thorough) })
+    .option('--thorough', 'also the smoke tests, the debug ports and monitoring for --duration')
+    .option('--duration <seconds>', 'thorough: monitor this long (default: validate.durationSeconds)', Number)
+    .option('--samples <n>', 'requests sampled through nginx for error rate and p95', parseCount)
+    .action(async (o: { thorough?: boolean; duration?: number; samples?: number }) => {
+      if (o.duration !== undefined && !(Number.isFinite(o.duration) && o.duration >= 0))
+        throw new UserError('--duration: expected a number of seconds ≥ 0', 'bad_argument')
+      const report = await validate(serviceFrom(globals(), log), {
+        thorough: Boolean(o.thorough),
+        durationSeconds: o.duration,
+        samples: o.samples
+      })
       out().result(checksText(report), report)
       if (!report.passed) setExit(EXIT.failed)
     })
 
+  const emergency = program
+    .command('emergency')
+    .description(
+      "the runbook's Emergency Procedures: outage, db-corruption, security — and release of a security hold"
+    )
+  emergency
+    .command('outage')
+    .description(
+      'complete outage: diagnostics (targets, Docker, disk, ports, log errors) and the recommended action; changes nothing'
+    )
+    .action(async () => {
+      const report = await outageDiagnostics(serviceFrom(globals(), log))
+      out().result(outageText(report), report)
+    })
+  emergency
+    .command('db-corruption')
+    .description(
+      'database corruption: stop the live target now, take an emergency snapshot, then Level 3 on confirmation'
+    )
+    .option('-t, --target <id>', 'the backup Level 3 recovers to (default: the newest good snapshot)')
+    .option('--auto-confirm', 'do not ask for ROLLBACK before Level 3 (for automation)')
+    .option('-r, --reason <text>', 'why (goes into the history log)', 'emergency: database corruption')
+    .action(async (o: { target?: string; autoConfirm?: boolean; reason: string }) => {
+      const service = serviceFrom(globals(), log)
+      const confirm = o.autoConfirm
+        ? (): Promise<boolean> => Promise.resolve(true)
+        : process.stdin.isTTY
+          ? terminalConfirm(service.config, 3, log)
+          : (): Promise<boolean> => {
+              log.error(
+                'no terminal to confirm Level 3 on — pass --auto-confirm to run it without typing ROLLBACK'
+              )
+              return Promise.resolve(false)
+            }
+      const r = await dbCorruption(service, { confirm, target: o.target, reason: o.reason })
+      out().result(
+        [
+          ...Object.entries(r.stopped).map(([c, how]) => `shutdown: ${c} ${how}`),
+          `emergency snapshot: ${r.snapshotId}`,
+          timelineText(r.level3.record),
+          r.message
+        ].join('\n'),
+        {
+          stopped: r.stopped,
+          snapshotId: r.snapshotId,
+          recovered: r.recovered,
+          message: r.message,
+          record: r.level3.record
+        }
+      )
+      if (!r.recovered) setExit(EXIT.failed)
+    })
+  emergency
+    .command('security')
+    .description(
+      'security breach: hold every restart, stop both targets, collect the evidence into a checksummed archive'
+    )
+    .option('-r, --reason <text>', 'what was seen', 'security breach')
+    .action(async (o: { reason: string }) => {
+      const r = await securityIsolate(serviceFrom(globals(), log), {
+        reason: o.reason,
+        configFile: configPath(globals().config)
+      })
+      out().result(
+        [
+          ...Object.entries(r.stopped).map(([c, how]) => `isolated: ${c} ${how}`),
+          `evidence: ${r.evidence} (${r.files.length} files, SHA256SUMS inside; sha256 ${r.sha256})`,
+          ...r.forensicImages.map(i => `forensic image: ${i}`),
+          ...r.notes.map(n => `note: ${n}`),
+          `security hold: ${r.hold} — DO NOT RESTART until the security team approves; then: backout emergency release --reason TEXT`
+        ].join('\n'),
+        r
+      )
+    })
+  emergency
+    .command('release')
+    .description('lift the security hold (once the security team approves)')
+    .requiredOption('-r, --reason <text>', 'who approved and why')
+    .action((o: { reason: string }) => {
+      const config = loadConfig(configPath(globals().config))
+      const hold = releaseSecurityHold(config, o.reason)
+      out().result(`security hold released (held since ${hold.since}: ${hold.reason})`, {
+        released: hold,
+        reason: o.reason
+      })
+    })
+
   program
     .command('demo')
-    .description('the whole flow on a throwaway sandbox: up → assess → snapshot → Level 1 → validate → history → down')
+    .description(
+      'the whole flow on a throwaway sandbox: up → assess → snapshot → Level 1 → validate → history → down'
+    )
     .option('--dir <dir>', 'where the sandbox goes (default: a new temp dir)')
     .option('--keep', 'leave the sandbox running at the end')
-    .addOption(new Option('-l, --level <n>', 'which rollback to show: 1, 2 or 3 (3 corrupts the data first)').argParser(parseLevel))
+    .addOption(
+      new Option(
+        '-l, --level <n>',
+        'which rollback to show: 1, 2 or 3 (3 corrupts the data first)'
+      ).argParser(parseLevel)
+    )
     .action(async (o: { dir?: string; keep?: boolean; level?: Level }) => {
       const script = process.argv[1]
       if (!script) throw new Error('cannot tell which script runs backout')
       const quiet = new ConsoleLogger(process.stderr, false, true)
-      const code = await runDemo({ dir: o.dir, keep: Boolean(o.keep), level: o.level, appCommand: [process.execPath, script, 'sandbox'], log: quiet })
+      const code = await runDemo({
+        dir: o.dir,
+        keep: Boolean(o.keep),
+        level: o.level,
+        appCommand: [process.execPath, script, 'sandbox'],
+        log: quiet
+      })
       setExit(code)
     })
 
@@ -235,8 +384,12 @@ export function buildProgram(log: Logger, setExit: (code: number) => void): Comm
       const service = serviceFrom(globals(), log)
       const info = await takeSnapshot(service, { safety: Boolean(o.safety) })
       const problems = await service.store.verify(info.id)
-      if (problems.length) throw new Error(`backup ${info.id} failed its own verification: ${problems.join('; ')}`)
-      out().result(`${info.id}  ${info.manifest.files.length} files, ${info.sizeBytes} bytes, verified`, info.manifest)
+      if (problems.length)
+        throw new Error(`backup ${info.id} failed its own verification: ${problems.join('; ')}`)
+      out().result(
+        `${info.id}  ${info.manifest.files.length} files, ${info.sizeBytes} bytes, verified`,
+        info.manifest
+      )
     })
 
   program
@@ -246,7 +399,9 @@ export function buildProgram(log: Logger, setExit: (code: number) => void): Comm
       const service = serviceFrom(globals(), log)
       const backups = service.store.list()
       const now = Date.now()
-      const windows = await Promise.all(backups.map(b => recoverableWindow(service, b).catch(() => undefined)))
+      const windows = await Promise.all(
+        backups.map(b => recoverableWindow(service, b).catch(() => undefined))
+      )
       const rows = backups.map((b, i) => {
         const age = Math.round((now - Date.parse(b.manifest.createdAt)) / 60000)
         const marker = i === 0 ? '(current)' : b.manifest.kind === 'snapshot' && i === 1 ? '(previous)' : ''
@@ -256,34 +411,71 @@ export function buildProgram(log: Logger, setExit: (code: number) => void): Comm
       })
       out().result(
         rows.length ? rows.join('\n') : `no backups in ${service.config.backups.dir}`,
-        backups.map((b, i) => ({ id: b.id, kind: b.manifest.kind, createdAt: b.manifest.createdAt, sizeBytes: b.sizeBytes, versions: b.manifest.versions, schemaVersion: b.manifest.schemaVersion, recoverable: windows[i] && { earliest: windows[i].earliest, latest: windows[i].latest, continuous: windows[i].continuous } }))
+        backups.map((b, i) => ({
+          id: b.id,
+          kind: b.manifest.kind,
+          createdAt: b.manifest.createdAt,
+          sizeBytes: b.sizeBytes,
+          versions: b.manifest.versions,
+          schemaVersion: b.manifest.schemaVersion,
+          recoverable: windows[i] && {
+            earliest: windows[i].earliest,
+            latest: windows[i].latest,
+            continuous: windows[i].continuous
+          }
+        }))
       )
     })
 
   program
     .command('verify <id>')
-    .description('check a backup: every sha256 against its manifest, then a restore drill into a scratch database')
+    .description(
+      'check a backup: every sha256 against its manifest, then a restore drill into a scratch database'
+    )
     .option('--quick', 'checksums only')
     .action(async (id: string, o: { quick?: boolean }) => {
       const service = serviceFrom(globals(), log)
       const report = await verifyBackup(service, id, { quick: Boolean(o.quick) })
       const lines = report.checks.map(c => `  ✓ ${c}`).concat(report.problems.map(p => `  ✗ ${p}`))
-      out().result(`backup ${id}: ${report.ok ? 'verified' : 'DAMAGED'} (${report.durationMs} ms)\n${lines.join('\n')}`, report)
+      out().result(
+        `backup ${id}: ${report.ok ? 'verified' : 'DAMAGED'} (${report.durationMs} ms)\n${lines.join('\n')}`,
+        report
+      )
       if (!report.ok) setExit(EXIT.failed)
     })
 
   program
     .command('incident')
-    .description('the incident report, post-mortem template and stakeholder notification for the last rollback (offline)')
+    .description(
+      'the incident report, post-mortem template and stakeholder notification for the last rollback (offline)'
+    )
     .option('--run <id>', 'a run id from state/runs/ (default: the newest rollback)')
     .action(async (o: { run?: string }) => {
       const service = serviceFrom(globals(), log)
-      const record = o.run ? readRunRecord(service.config, o.run) : latestRunRecord(service.config, 'rollback')
-      if (!record) throw new UserError(`no rollback has been recorded in ${service.config.state.dir}/runs yet`, 'no_record')
+      const record = o.run
+        ? readRunRecord(service.config, o.run)
+        : latestRunRecord(service.config, 'rollback')
+      if (!record)
+        throw new UserError(
+          `no rollback has been recorded in ${service.config.state.dir}/runs yet`,
+          'no_record'
+        )
       const analysis = await analyse(service, record)
       const body = incidentBody(record, { analysis })
       out().result(
-        [`# ${incidentTitle(record.reason)}`, '', body, '', '---', '', postMortemBody({ record, owner: 'the on-call engineer' }), '', '---', '', stakeholderNotification(record)].join('\n'),
+        [
+          `# ${incidentTitle(record.reason)}`,
+          '',
+          body,
+          '',
+          '---',
+          '',
+          postMortemBody({ record, owner: 'the on-call engineer' }),
+          '',
+          '---',
+          '',
+          stakeholderNotification(record)
+        ].join('\n'),
         { title: incidentTitle(record.reason), body, notification: stakeholderNotification(record) }
       )
     })
@@ -295,9 +487,12 @@ export function buildProgram(log: Logger, setExit: (code: number) => void): Comm
     .addOption(new Option('--format <format>', 'output format').choices(['text', 'markdown']).default('text'))
     .action((o: { report?: boolean; format: 'text' | 'markdown' }) => {
       const config = loadConfig(configPath(globals().config))
-      const lines = existsSync(config.history.log) ? readFileSync(config.history.log, 'utf8').split('\n').filter(Boolean) : []
+      const lines = existsSync(config.history.log)
+        ? readFileSync(config.history.log, 'utf8').split('\n').filter(Boolean)
+        : []
       if (o.format === 'markdown') return out().result(historyMarkdown(lines), { lines })
-      if (!o.report) return out().result(lines.join('\n') || `no rollbacks yet (${config.history.log})`, { lines })
+      if (!o.report)
+        return out().result(lines.join('\n') || `no rollbacks yet (${config.history.log})`, { lines })
       const r = historyReport(lines)
       out().result(
         [
@@ -316,21 +511,42 @@ export function buildProgram(log: Logger, setExit: (code: number) => void): Comm
     .command('up')
     .requiredOption('--dir <dir>', 'where the sandbox lives')
     .addOption(new Option('--db <kind>', 'database').choices(['postgres', 'sqlite']))
-    .addOption(new Option('--live <color>', 'which target is live when ready').choices(['blue', 'green']).default('green'))
+    .addOption(
+      new Option('--live <color>', 'which target is live when ready')
+        .choices(['blue', 'green'])
+        .default('green')
+    )
     .option('--wal-archive', 'PostgreSQL: archive WAL (pg/wal-archive) for point-in-time recovery')
-    .action(async (o: { dir: string; db?: 'postgres' | 'sqlite'; live: 'blue' | 'green'; walArchive?: boolean }) => {
-      const script = process.argv[1]
-      if (!script) throw new Error('cannot tell which script runs backout')
-      const state = await sandboxUp({
-        dir: o.dir,
-        db: o.db,
-        live: o.live,
-        walArchive: Boolean(o.walArchive),
-        appCommand: [process.execPath, script, 'sandbox'],
-        log
-      })
-      out().result(`sandbox ready: ${state.config}\n  nginx http://127.0.0.1:${state.nginxPort}`, state)
-    })
+    .addOption(
+      new Option(
+        '--runtime <kind>',
+        'how the app runs: processes, or compose projects on the Docker Engine at DOCKER_HOST'
+      )
+        .choices(['process', 'compose'])
+        .default('process')
+    )
+    .action(
+      async (o: {
+        dir: string
+        db?: 'postgres' | 'sqlite'
+        live: 'blue' | 'green'
+        walArchive?: boolean
+        runtime: 'process' | 'compose'
+      }) => {
+        const script = process.argv[1]
+        if (!script) throw new Error('cannot tell which script runs backout')
+        const state = await sandboxUp({
+          dir: o.dir,
+          db: o.db,
+          live: o.live,
+          walArchive: Boolean(o.walArchive),
+          runtime: o.runtime,
+          appCommand: [process.execPath, script, 'sandbox'],
+          log
+        })
+        out().result(`sandbox ready: ${state.config}\n  nginx http://127.0.0.1:${state.nginxPort}`, state)
+      }
+    )
   sandbox
     .command('down')
     .requiredOption('--dir <dir>', 'the sandbox directory')
@@ -346,7 +562,8 @@ export function buildProgram(log: Logger, setExit: (code: number) => void): Comm
       const failures: string[] = []
       for (const route of ['/api/rooms', '/api/players', '/health', '/status']) {
         const res = await fetch(o.url + route).catch((e: unknown) => e as Error)
-        if (res instanceof Error || !res.ok) failures.push(`${route}: ${res instanceof Error ? res.message : `HTTP ${res.status}`}`)
+        if (res instanceof Error || !res.ok)
+          failures.push(`${route}: ${res instanceof Error ? res.message : `HTTP ${res.status}`}`)
       }
       if (failures.length) throw new OperationError(`smoke tests failed: ${failures.join('; ')}`)
       out().result('smoke tests passed: 4/4 routes', { passed: 4 })
@@ -381,7 +598,9 @@ export async function main(argv: string[]): Promise<number> {
     }
     const json = argv.includes('--json')
     if (json)
-      process.stdout.write(JSON.stringify({ error: messageOf(e), reasonCode: reasonCodeFor(e), exitCode: exitCodeFor(e) }) + '\n')
+      process.stdout.write(
+        JSON.stringify({ error: messageOf(e), reasonCode: reasonCodeFor(e), exitCode: exitCodeFor(e) }) + '\n'
+      )
     log.error(messageOf(e))
     return exitCodeFor(e)
   }

@@ -6,6 +6,8 @@ import type { Logger } from '../core/logger'
 import { type DownPlan, describeDownPlan } from '../core/migration-plan'
 import { createAlembic, detectVersionMismatch, type AlembicDriver } from '../drivers/alembic'
 import { type BackupInfo, sha256File } from '../drivers/backup-store'
+import type { ComposeRuntime } from '../drivers/compose'
+import type { Runtime } from '../drivers/runtime'
 import { schemaVersion as postgresSchemaVersion } from '../drivers/postgres-backup'
 import {
   MIGRATION_LOCK_NAME,
@@ -229,6 +231,35 @@ async function planDatabase(service: Service, backup: BackupInfo, dryRun: boolea
   )
 }
 
+/** The compose runtime's own calls (pin, Docker health), when the service runs on compose. */
+function asCompose(runtime: Runtime): ComposeRuntime | undefined {
+  return runtime.kind === 'compose' && 'pinImage' in runtime ? (runtime as ComposeRuntime) : undefined
+}
+
+const PINNABLE = /^(?:\S+@)?sha256:[0-9a-f]{64}$/
+
+/**
+ * compose: the image a backup recorded in images.txt for a colour's application service — a registry digest
+ * (repo@sha256:…) or an image ID (sha256:…) — or undefined when it recorded none. A line is
+ * `<service>-<colour>:<version> [<compose service> <image> <digest or id>]`; a line naming the target's compose
+ * service wins over one naming another service.
+ */
+export function recordedImage(backup: BackupInfo, config: Config, color: Color): string | undefined {
+  const file = path.join(backup.dir, 'images.txt')
+  if (!existsSync(file)) return undefined
+  const composeService = config.targets[color].compose?.service
+  let found: string | undefined
+  for (const line of readFileSync(file, 'utf8').split('\n')) {
+    const [name, ...rest] = line.trim().split(/\s+/)
+    if (!name?.startsWith(`${config.service}-${color}:`)) continue
+    const pin = rest.find(t => PINNABLE.test(t))
+    if (!pin) continue
+    if (rest[0] === composeService) return pin
+    found ??= pin
+  }
+  return found
+}
+
 /** Writes the backup's copy of a file over `dest` atomically: a temp file beside it, then rename. */
 function restoreFileAtomically(source: string, dest: string): void {
   mkdirSync(path.dirname(dest), { recursive: true })
@@ -258,6 +289,9 @@ export const level2Steps: LevelSteps = (service, record, req) => {
     return backup
   }
   const configFiles = (): string[] => config.configFiles.filter(f => f !== config.nginx.upstreamFile)
+  const compose = asCompose(runtime)
+  /** compose: the image images.txt of the target backup records for the target colour. */
+  const pin = (): string | undefined => (compose ? recordedImage(need(), config, targetColor) : undefined)
 
   /** Method 2: the database back from the target backup, as the other engineer's restore does it. */
   async function restoreFromBackup(why: string, signal: AbortSignal): Promise<string> {
@@ -422,7 +456,10 @@ export const level2Steps: LevelSteps = (service, record, req) => {
               : ` (no fallback: ${backup.id} holds no database capture)`
             : '') +
           '; ' +
-          `config files that differ: ${configChanges.map(f => path.basename(f)).join(', ') || 'none'}`
+          `config files that differ: ${configChanges.map(f => path.basename(f)).join(', ') || 'none'}` +
+          (compose
+            ? `; image to pin for ${targetColor}: ${pin() ?? `none recorded in ${backup.id}/images.txt (the restored compose configuration decides)`}`
+            : '')
         )
       }
     },
@@ -522,16 +559,34 @@ export const level2Steps: LevelSteps = (service, record, req) => {
       kind: 'destructive',
       budgetSeconds: 120,
       describe: () =>
-        `start ${label(targetColor)} (restart it if it runs but is not ready) and point nginx at ` +
+        (compose
+          ? backup && pin()
+            ? `pin ${label(targetColor)}'s ${config.targets[targetColor].compose?.service ?? 'app'} service to ${pin()}, `
+            : `unpin ${label(targetColor)} (no image recorded in the target backup's images.txt: the restored compose configuration decides), `
+          : '') +
+        `start ${label(targetColor)} (restart it if it runs but is not ready${compose ? ' or runs another image' : ''}) and point nginx at ` +
         `${config.targets[targetColor].upstream} (test with \`${config.nginx.test.join(' ')}\`, reload)`,
       async run({ signal }) {
         const ready = await targetReady(config, targetColor, signal)
+        const image = pin()
+        // compose: a target that answers but runs another image than the backup recorded is redeployed too.
+        const other =
+          compose && image?.startsWith('sha256:') && ready.ready
+            ? (await compose.containersJson(targetColor)).find(
+                c => c.service === config.targets[targetColor].compose?.service && c.imageId !== image
+              )
+            : undefined
         let started: string
-        if (ready.ready) started = `already running and ready (${ready.detail})`
+        if (ready.ready && !other) started = `already running and ready (${ready.detail})`
         else {
           const state = await runtime.state(targetColor)
           if (state.running) await runtime.stop(targetColor, config.stop.timeoutSeconds * 1000)
-          started = `${state.running ? 're' : ''}${await runtime.start(targetColor)}`
+          const pinned = compose
+            ? `${image ? await compose.pinImage(targetColor, image) : `${compose.unpin(targetColor)}: no image recorded in ${need().id}/images.txt`}; `
+            : ''
+          started =
+            (other ? `ran ${other.imageId.slice(0, 19)}, not the recorded image: ` : '') +
+            `${pinned}${state.running ? 're' : ''}${await runtime.start(targetColor)}`
         }
         await nginx.switchUpstream(
           config.targets[targetColor].upstream,
@@ -563,9 +618,14 @@ export const level2Steps: LevelSteps = (service, record, req) => {
           ready = await targetReady(config, targetColor, signal)
         }
         const readyMs = Math.round(performance.now() - started)
+        const docker = compose
+          ? `; Docker healthcheck: ${await compose.waitHealthy(targetColor, signal, {
+              timeoutMs: Math.max(1000, waitMs - (performance.now() - started))
+            })}`
+          : ''
         const served = await confirmServedBy(service, targetColor, config.health.confirmRequests, signal)
         return (
-          `${label(targetColor)} ready after ${readyMs} ms (${polls} waits of ${config.health.intervalSeconds}s); ` +
+          `${label(targetColor)} ready after ${readyMs} ms (${polls} waits of ${config.health.intervalSeconds}s)${docker}; ` +
           `${config.health.confirmRequests} consecutive responses through nginx from ${targetColor} in ${served.ms} ms`
         )
       }

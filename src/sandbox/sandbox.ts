@@ -16,6 +16,7 @@ import { sqliteExec } from '../drivers/sqlite-cli'
 import { createService } from '../engine/service'
 import { takeSnapshot } from '../engine/snapshot'
 import { confirmServedBy } from '../engine/level1'
+import { composeSandboxUp } from './compose-sandbox'
 
 /**
  * The sandbox: a real environment to try backout on, under one directory and on loopback only — the app
@@ -32,6 +33,8 @@ export interface SandboxOptions {
   live?: 'blue' | 'green'
   /** PostgreSQL only: archive WAL into DIR/pg/wal-archive (database.walArchiveDir), for point-in-time recovery. */
   walArchive?: boolean
+  /** How the app runs: two processes (default) or two compose projects on the Docker Engine DOCKER_HOST names. */
+  runtime?: 'process' | 'compose'
   log: Logger
 }
 
@@ -133,6 +136,7 @@ async function waitForHttp(url: string, seconds: number): Promise<void> {
 }
 
 export async function sandboxUp(options: SandboxOptions): Promise<SandboxState> {
+  if (options.runtime === 'compose') return composeSandboxUp(options)
   const dir = path.resolve(options.dir)
   const log = options.log
   const existing = readSandboxState(dir)

@@ -1,20 +1,9 @@
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process'
-import {
-  closeSync,
-  existsSync,
-  mkdirSync,
-  mkdtempSync,
-  openSync,
-  readFileSync,
-  rmSync,
-  symlinkSync,
-  writeFileSync,
-  copyFileSync,
-  chmodSync
-} from 'node:fs'
+import { closeSync, existsSync, mkdtempSync, openSync, readFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
 import Dockerode from 'dockerode'
+import { buildAppImages as buildImages, type AppImage } from '../../src/sandbox/app-images'
 
 /**
  * A private Docker Engine for tests: dockerd with its own data root, exec root and socket in a temp dir, so
@@ -147,71 +136,14 @@ export async function startDockerEngine(): Promise<DockerEngine> {
   return { root, socket, docker, env, logFile, stop }
 }
 
-export interface AppImage {
-  tag: string
-  id: string
-  environment: string
-  version: string
-}
-
-/** What the app answers on /health and /status, per colour. */
-export const APP_VERSIONS = { blue: 'v2.4.9', green: 'v2.5.0' } as const
+export type { AppImage } from '../../src/sandbox/app-images'
+export { APP_VERSIONS } from '../../src/sandbox/app-images'
 
 /**
- * Builds spacetime:v2.4.9 (environment blue) and spacetime:v2.5.0 (green): FROM scratch, a static busybox
- * with its applets, and busybox httpd serving /www, whose static /health and /status files differ.
+ * Builds spacetime:v2.4.9 (environment blue) and spacetime:v2.5.0 (green) on the engine, as the product's
+ * compose sandbox does (src/sandbox/app-images.ts).
  */
-export async function buildAppImages(engine: DockerEngine): Promise<{ blue: AppImage; green: AppImage }> {
+export function buildAppImages(engine: DockerEngine): Promise<{ blue: AppImage; green: AppImage }> {
   if (!BUSYBOX) throw new Error(noDockerReason)
-  const ctx = mkdtempSync(path.join(engine.root, 'ctx-'))
-  const rootfs = path.join(ctx, 'rootfs')
-  for (const dir of ['bin', 'www', 'tmp']) mkdirSync(path.join(rootfs, dir), { recursive: true })
-  chmodSync(path.join(rootfs, 'tmp'), 0o1777)
-  copyFileSync(BUSYBOX, path.join(rootfs, 'bin/busybox'))
-  chmodSync(path.join(rootfs, 'bin/busybox'), 0o755)
-  const applets = spawnSync(BUSYBOX, ['--list'], { encoding: 'utf8' }).stdout.split('\n')
-  for (const applet of applets.map(a => a.trim()).filter(a => a && a !== 'busybox'))
-    symlinkSync('busybox', path.join(rootfs, 'bin', applet))
-  writeFileSync(
-    path.join(ctx, 'Dockerfile'),
-    [
-      'FROM scratch',
-      'ADD rootfs /',
-      'EXPOSE 80',
-      'CMD ["/bin/busybox", "httpd", "-f", "-p", "80", "-h", "/www"]',
-      ''
-    ].join('\n')
-  )
-  const build = async (color: 'blue' | 'green'): Promise<AppImage> => {
-    const version = APP_VERSIONS[color]
-    writeFileSync(
-      path.join(rootfs, 'www/health'),
-      JSON.stringify({ status: 'ok', environment: color, version }) + '\n'
-    )
-    writeFileSync(
-      path.join(rootfs, 'www/status'),
-      JSON.stringify({ overall_ready: true, environment: color, version, checks: { http: 'ok' } }) + '\n'
-    )
-    const tag = `spacetime:${version}`
-    const tar = spawn('tar', ['-c', '-C', ctx, '.'], { stdio: ['ignore', 'pipe', 'inherit'] })
-    const tarDone = new Promise<number | null>(resolve => tar.once('close', code => resolve(code)))
-    const stream = await engine.docker.buildImage(tar.stdout, {
-      t: tag,
-      labels: { 'org.backout.test': 'app' }
-    })
-    const output = await new Promise<{ error?: string }[]>((resolve, reject) =>
-      engine.docker.modem.followProgress(stream, (err: Error | null, res: { error?: string }[]) =>
-        err ? reject(err) : resolve(res)
-      )
-    )
-    if ((await tarDone) !== 0) throw new Error(`tar of the build context ${ctx} failed`)
-    const failed = output.find(o => o.error)
-    if (failed) throw new Error(`building ${tag} failed: ${failed.error}`)
-    const image = await engine.docker.getImage(tag).inspect()
-    return { tag, id: image.Id, environment: color, version }
-  }
-  const blue = await build('blue')
-  const green = await build('green')
-  rmSync(ctx, { recursive: true, force: true })
-  return { blue, green }
+  return buildImages(engine.docker, { workDir: engine.root, labels: { 'org.backout.test': 'app' } })
 }
