@@ -11,6 +11,8 @@ export interface Runtime {
   start(color: Color): Promise<string>
   /** Stops gracefully within timeoutMs; returns how it ended. */
   stop(color: Color, timeoutMs: number): Promise<string>
+  /** The images a target runs, each with the digest or image id that pins it exactly (container runtimes). */
+  images?(color: Color): Promise<Array<{ service: string; image: string; pin: string }>>
 }
 
 /** The `process` runtime: targets are plain processes tracked by PID file. */

@@ -101,8 +101,8 @@ function hasDatabaseDump(db: Database, backup: BackupInfo): boolean {
  * The version being rolled back: the live one — unless the newest rollback was a Level 1 that already switched
  * traffic to the live target (and then failed, or Level 2 follows it): then the version it switched away from.
  */
-function versionRolledBack(service: Service, liveVersion: string): string {
-  const last = latestRunRecord(service.config, 'rollback')
+function versionRolledBack(service: Service, liveVersion: string, currentRunId: string): string {
+  const last = latestRunRecord(service.config, 'rollback', currentRunId)
   if (last?.level === 1 && last.to === liveVersion && last.from && last.from !== liveVersion) return last.from
   return liveVersion
 }
@@ -424,7 +424,7 @@ export const level2Steps: LevelSteps = (service, record, req) => {
         const chosen = await chooseTarget(
           service,
           req,
-          versionRolledBack(service, config.targets[live].version)
+          versionRolledBack(service, config.targets[live].version, record.id)
         )
         backup = chosen.backup
         record.backupId = backup.id

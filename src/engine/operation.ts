@@ -32,6 +32,14 @@ export interface OperationResult {
  * leaves a run record in state/runs/ and — for a rollback — one line in the history log.
  */
 export async function runOperation(req: OperationRequest): Promise<OperationResult> {
+  // --- security hold (backout emergency security; lifted only by `backout emergency release`) ---
+  const hold = path.join(req.config.state.dir, 'security-hold')
+  if (existsSync(hold))
+    throw new UserError(
+      `security hold: released only by \`backout emergency release --reason ...\` (${hold})`,
+      'security_hold'
+    )
+  // --- end security hold ---
   const started = new Date()
   const record: RunRecord = {
     schema: RUN_RECORD_SCHEMA,
@@ -130,11 +138,16 @@ function persist(config: Config, record: RunRecord): void {
 }
 
 /** The newest run record in state/runs/, optionally of one operation. */
-export function latestRunRecord(config: Config, operation?: RunRecord['operation']): RunRecord | undefined {
+export function latestRunRecord(
+  config: Config,
+  operation?: RunRecord['operation'],
+  exceptId?: string
+): RunRecord | undefined {
   const runs = path.join(config.state.dir, 'runs')
   if (!existsSync(runs)) return undefined
   for (const file of readdirSync(runs).filter(f => f.endsWith('.json')).sort().reverse()) {
     const record = JSON.parse(readFileSync(path.join(runs, file), 'utf8')) as RunRecord
+    if (record.id === exceptId) continue
     if (!operation || record.operation === operation) return record
   }
   return undefined

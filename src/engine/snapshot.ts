@@ -70,12 +70,16 @@ export async function takeSnapshot(service: Service, options: SnapshotOptions): 
       }
     }
     writer.writeText('containers.json', JSON.stringify(state, null, 2) + '\n')
-    writer.writeText(
-      'images.txt',
-      (['blue', 'green'] as const)
-        .map(c => `${config.service}-${c}:${config.targets[c].version}`)
-        .join('\n') + '\n'
-    )
+    // One line per target: `<service>-<color>:<version>`, then, for container runtimes, one line per image
+    // with the digest or image id that pins it (Level 2 deploys exactly that image).
+    const imageLines: string[] = []
+    for (const c of ['blue', 'green'] as const) {
+      const tag = `${config.service}-${c}:${config.targets[c].version}`
+      const images = runtime.images ? await runtime.images(c) : []
+      if (!images.length) imageLines.push(tag)
+      for (const img of images) imageLines.push(`${tag} ${img.service} ${img.image} ${img.pin}`)
+    }
+    writer.writeText('images.txt', imageLines.join('\n') + '\n')
     writer.writeText('timestamp.txt', `${Math.floor(now.getTime() / 1000)}\n`)
     for (const file of [...config.configFiles, config.nginx.upstreamFile]) {
       if (existsSync(file)) writer.copyIn(configEntryPath(file), file)

@@ -8,7 +8,6 @@ import { renderUpstream } from '../core/upstream'
 import { createComposeRuntime, dockerEndpoint, dockerFor, type ComposeRuntime } from '../drivers/compose'
 import { loadConfig } from '../drivers/config-file'
 import { runChecked } from '../drivers/exec'
-import { probe } from '../drivers/http'
 import { freePort } from '../drivers/net'
 import { createNginx } from '../drivers/nginx'
 import {
@@ -24,6 +23,7 @@ import { readPid, runningPid, stopPid } from '../drivers/process'
 import { confirmServedBy } from '../engine/level1'
 import { createService, type Service } from '../engine/service'
 import { takeSnapshot } from '../engine/snapshot'
+import { MIGRATION_105_DOWN, MIGRATION_105_UP, SCHEMA_PG, nginxConf, waitForHttp } from './scenario'
 import { APP_VERSIONS, buildAppImages, type AppImage } from './app-images'
 import type { SandboxOptions, SandboxState } from './sandbox'
 
@@ -56,28 +56,6 @@ const STATE_FILE = 'sandbox.json'
 const PROJECTS = { blue: 'spacetime-blue', green: 'spacetime-green' } as const
 const SERVICE = 'app'
 
-// The process sandbox's schema and migration 105 (sandbox.ts keeps them private): the same database here.
-const SCHEMA_PG = `
-CREATE TABLE schema_migrations (version bigint PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now());
-CREATE TABLE users (id serial PRIMARY KEY, name text NOT NULL, email text NOT NULL UNIQUE, created_at timestamptz NOT NULL DEFAULT now());
-CREATE TABLE sessions (id serial PRIMARY KEY, user_id int NOT NULL REFERENCES users(id), started_at timestamptz NOT NULL DEFAULT now());
-CREATE TABLE game_state (id serial PRIMARY KEY, session_id int NOT NULL REFERENCES sessions(id), state jsonb NOT NULL);
-INSERT INTO schema_migrations (version) VALUES (101), (102), (103), (104);
-INSERT INTO users (name, email) SELECT 'user ' || g, 'user' || g || '@example.test' FROM generate_series(1, 1000) g;
-INSERT INTO sessions (user_id) SELECT 1 + (g % 1000) FROM generate_series(1, 2000) g;
-INSERT INTO game_state (session_id, state) SELECT g, jsonb_build_object('level', g % 50, 'score', g * 7) FROM generate_series(1, 2000) g;
-`
-const MIGRATION_105_UP = `BEGIN;
-ALTER TABLE users ADD COLUMN preferences TEXT;
-INSERT INTO schema_migrations (version) VALUES (105);
-COMMIT;
-`
-const MIGRATION_105_DOWN = `-- Migration 105 -> 104 rollback script
-BEGIN;
-ALTER TABLE users DROP COLUMN preferences;
-DELETE FROM schema_migrations WHERE version = 105;
-COMMIT;
-`
 
 const APP_CONFIG = { featureFlags: { newLobby: false } }
 /** What the v2.5.0 deployment changes in config/app.json (the runbook's "config version 2024-12-02"). */
@@ -107,46 +85,7 @@ function composeFile(color: Color, port: number): string {
   return `# ${PROJECTS[color]}: the SpaceTime app, ${color} slot (backout sandbox, runtime: compose)\n${toYaml(doc)}`
 }
 
-/** nginx in front of blue and green; the process sandbox's configuration (sandbox.ts keeps it private). */
-function nginxConf(dir: string, port: number): string {
-  const n = path.join(dir, 'nginx')
-  const isRoot = process.getuid?.() === 0
-  return `# backout sandbox — nginx in front of blue and green (compose)
-${isRoot ? 'user root root;\n' : ''}worker_processes 1;
-pid ${path.join(dir, 'run', 'nginx.pid')};
-error_log ${path.join(dir, 'logs', 'nginx-error.log')} warn;
-events { worker_connections 1024; }
-http {
-  access_log ${path.join(dir, 'logs', 'nginx-access.log')};
-  client_body_temp_path ${n}/tmp/body;
-  proxy_temp_path ${n}/tmp/proxy;
-  fastcgi_temp_path ${n}/tmp/fastcgi;
-  uwsgi_temp_path ${n}/tmp/uwsgi;
-  scgi_temp_path ${n}/tmp/scgi;
-  include ${n}/upstream.conf;
-  server {
-    listen 127.0.0.1:${port};
-    location / {
-      proxy_pass http://backend;
-      proxy_http_version 1.1;
-      proxy_set_header Connection "";
-      proxy_next_upstream error timeout;
-      add_header X-Served-By $upstream_addr always;
-    }
-  }
-}
-`
-}
 
-async function waitForHttp(url: string, seconds: number): Promise<void> {
-  const deadline = Date.now() + seconds * 1000
-  while (Date.now() < deadline) {
-    const res = await probe(url, 1000)
-    if (res.ok) return
-    await new Promise(r => setTimeout(r, 50))
-  }
-  throw new Error(`${url} did not answer within ${seconds}s`)
-}
 
 const DOCKER_REMEDY =
   'start one (systemctl start docker, or dockerd &), or point DOCKER_HOST at a running one ' +

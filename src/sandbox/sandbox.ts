@@ -6,7 +6,6 @@ import { renderUpstream } from '../core/upstream'
 import type { Logger } from '../core/logger'
 import { runChecked, runCommand } from '../drivers/exec'
 import { loadConfig } from '../drivers/config-file'
-import { probe } from '../drivers/http'
 import { freePort } from '../drivers/net'
 import { createNginx } from '../drivers/nginx'
 import { findPgBinDir, initCluster, psql, startCluster, stopCluster, describeCluster } from '../drivers/postgres-cluster'
@@ -16,7 +15,8 @@ import { sqliteExec } from '../drivers/sqlite-cli'
 import { createService } from '../engine/service'
 import { takeSnapshot } from '../engine/snapshot'
 import { confirmServedBy } from '../engine/level1'
-import { composeSandboxUp } from './compose-sandbox'
+import { MIGRATION_105_DOWN, MIGRATION_105_UP, SCHEMA_PG, SCHEMA_SQLITE, nginxConf, waitForHttp } from './scenario'
+import { composeSandboxDown, composeSandboxUp, readComposeSandboxState } from './compose-sandbox'
 
 /**
  * The sandbox: a real environment to try backout on, under one directory and on loopback only — the app
@@ -58,82 +58,10 @@ export function readSandboxState(dir: string): SandboxState | undefined {
   return existsSync(file) ? (JSON.parse(readFileSync(file, 'utf8')) as SandboxState) : undefined
 }
 
-const SCHEMA_PG = `
-CREATE TABLE schema_migrations (version bigint PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now());
-CREATE TABLE users (id serial PRIMARY KEY, name text NOT NULL, email text NOT NULL UNIQUE, created_at timestamptz NOT NULL DEFAULT now());
-CREATE TABLE sessions (id serial PRIMARY KEY, user_id int NOT NULL REFERENCES users(id), started_at timestamptz NOT NULL DEFAULT now());
-CREATE TABLE game_state (id serial PRIMARY KEY, session_id int NOT NULL REFERENCES sessions(id), state jsonb NOT NULL);
-INSERT INTO schema_migrations (version) VALUES (101), (102), (103), (104);
-INSERT INTO users (name, email) SELECT 'user ' || g, 'user' || g || '@example.test' FROM generate_series(1, 1000) g;
-INSERT INTO sessions (user_id) SELECT 1 + (g % 1000) FROM generate_series(1, 2000) g;
-INSERT INTO game_state (session_id, state) SELECT g, jsonb_build_object('level', g % 50, 'score', g * 7) FROM generate_series(1, 2000) g;
-`
 
-const SCHEMA_SQLITE = `
-CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, applied_at TEXT NOT NULL DEFAULT CURRENT_TIMESTAMP);
-CREATE TABLE users (id INTEGER PRIMARY KEY, name TEXT NOT NULL, email TEXT NOT NULL UNIQUE, created_at TEXT NOT NULL DEFAULT CURRENT_TIMESTAMP);
-CREATE TABLE sessions (id INTEGER PRIMARY KEY, user_id INTEGER NOT NULL REFERENCES users(id), started_at TEXT NOT NULL DEFAULT CURRENT_TIMESTAMP);
-CREATE TABLE game_state (id INTEGER PRIMARY KEY, session_id INTEGER NOT NULL REFERENCES sessions(id), state TEXT NOT NULL);
-INSERT INTO schema_migrations (version) VALUES (101), (102), (103), (104);
-WITH RECURSIVE g(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM g WHERE n < 2000)
-  INSERT INTO users (name, email) SELECT 'user ' || n, 'user' || n || '@example.test' FROM g WHERE n <= 1000;
-WITH RECURSIVE g(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM g WHERE n < 2000)
-  INSERT INTO sessions (user_id) SELECT 1 + (n % 1000) FROM g;
-WITH RECURSIVE g(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM g WHERE n < 2000)
-  INSERT INTO game_state (session_id, state) SELECT n, json_object('level', n % 50, 'score', n * 7) FROM g;
-`
 
-const MIGRATION_105_UP = `BEGIN;
-ALTER TABLE users ADD COLUMN preferences TEXT;
-INSERT INTO schema_migrations (version) VALUES (105);
-COMMIT;
-`
-const MIGRATION_105_DOWN = `-- Migration 105 -> 104 rollback script
-BEGIN;
-ALTER TABLE users DROP COLUMN preferences;
-DELETE FROM schema_migrations WHERE version = 105;
-COMMIT;
-`
 
-function nginxConf(dir: string, port: number): string {
-  const n = path.join(dir, 'nginx')
-  const isRoot = process.getuid?.() === 0
-  return `# backout sandbox — nginx in front of blue and green
-${isRoot ? 'user root root;\n' : ''}worker_processes 1;
-pid ${path.join(dir, 'run', 'nginx.pid')};
-error_log ${path.join(dir, 'logs', 'nginx-error.log')} warn;
-events { worker_connections 1024; }
-http {
-  access_log ${path.join(dir, 'logs', 'nginx-access.log')};
-  client_body_temp_path ${n}/tmp/body;
-  proxy_temp_path ${n}/tmp/proxy;
-  fastcgi_temp_path ${n}/tmp/fastcgi;
-  uwsgi_temp_path ${n}/tmp/uwsgi;
-  scgi_temp_path ${n}/tmp/scgi;
-  include ${n}/upstream.conf;
-  server {
-    listen 127.0.0.1:${port};
-    location / {
-      proxy_pass http://backend;
-      proxy_http_version 1.1;
-      proxy_set_header Connection "";
-      proxy_next_upstream error timeout;
-      add_header X-Served-By $upstream_addr always;
-    }
-  }
-}
-`
-}
 
-async function waitForHttp(url: string, seconds: number): Promise<void> {
-  const deadline = Date.now() + seconds * 1000
-  while (Date.now() < deadline) {
-    const res = await probe(url, 1000)
-    if (res.ok) return
-    await new Promise(r => setTimeout(r, 50))
-  }
-  throw new Error(`${url} did not answer within ${seconds}s`)
-}
 
 export async function sandboxUp(options: SandboxOptions): Promise<SandboxState> {
   if (options.runtime === 'compose') return composeSandboxUp(options)
@@ -310,6 +238,7 @@ async function deployGreen(nginxSettings: Parameters<typeof createNginx>[0], sta
 /** Stops everything the sandbox started, by PID. Safe to run twice. */
 export async function sandboxDown(dirArg: string, log: Logger): Promise<void> {
   const dir = path.resolve(dirArg)
+  if (readComposeSandboxState(dir)) return composeSandboxDown(dir, log)
   const state = readSandboxState(dir)
   if (!state)
     throw new UserError(`no sandbox in ${dir} (no ${STATE_FILE}) — nothing to stop`, 'no_sandbox')
