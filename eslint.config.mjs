@@ -13,7 +13,15 @@ export default tseslint.config(
       'import-x/no-cycle': 'error',
       'no-restricted-imports': [
         'error',
-        { patterns: [{ group: ['child_process'], importNames: ['exec', 'execSync'], message: 'Run commands with argument arrays (execFile/spawn).' }] }
+        {
+          patterns: [
+            {
+              group: ['child_process'],
+              importNames: ['exec', 'execSync'],
+              message: 'Run commands with argument arrays (execFile/spawn).'
+            }
+          ]
+        }
       ]
     }
   },
@@ -22,12 +30,25 @@ export default tseslint.config(
     rules: {
       'no-restricted-imports': [
         'error',
-        { patterns: ['@actions/*', 'node:fs*', 'fs', 'child_process', 'node:child_process', '../drivers/*', '../engine/*'] }
+        {
+          patterns: [
+            '@actions/*',
+            'node:fs*',
+            'fs',
+            'child_process',
+            'node:child_process',
+            '../drivers/*',
+            '../engine/*'
+          ]
+        }
       ]
     }
   },
   {
     files: ['test/**/*.ts'],
-    rules: { '@typescript-eslint/no-unsafe-assignment': 'off', '@typescript-eslint/no-unsafe-member-access': 'off' }
+    rules: {
+      '@typescript-eslint/no-unsafe-assignment': 'off',
+      '@typescript-eslint/no-unsafe-member-access': 'off'
+    }
   }
 )

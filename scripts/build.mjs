@@ -19,10 +19,26 @@ for (const [name, entry] of entries) {
   const out = path.join(root, 'dist', name)
   const tmp = `${out}.building`
   rmSync(tmp, { recursive: true, force: true })
-  execFileSync(process.execPath, [ncc, 'build', entry, '-o', tmp, '--minify', '--no-source-map-register', '--quiet', '--transpile-only', '--license', 'licenses.txt'], {
-    cwd: root,
-    stdio: 'inherit'
-  })
+  execFileSync(
+    process.execPath,
+    [
+      ncc,
+      'build',
+      entry,
+      '-o',
+      tmp,
+      '--minify',
+      '--no-source-map-register',
+      '--quiet',
+      '--transpile-only',
+      '--license',
+      'licenses.txt'
+    ],
+    {
+      cwd: root,
+      stdio: 'inherit'
+    }
+  )
   if (name === 'cli') chmodSync(path.join(tmp, 'index.js'), 0o755)
   rmSync(out, { recursive: true, force: true })
   renameSync(tmp, out)

@@ -10,7 +10,8 @@ import { configSchema } from '../src/core/config'
 const root = path.resolve(__dirname, '..')
 mkdirSync(path.join(root, 'docs'), { recursive: true })
 
-const schema = z.toJSONSchema(configSchema, { io: 'input', unrepresentable: 'any' }) as Node & Record<string, unknown>
+const schema = z.toJSONSchema(configSchema, { io: 'input', unrepresentable: 'any' }) as Node &
+  Record<string, unknown>
 schema.$id = 'https://backout.invalid/config.schema.json'
 schema.title = 'backout.yml'
 writeFileSync(path.join(root, 'docs/config.schema.json'), JSON.stringify(schema, null, 2) + '\n')
@@ -41,22 +42,35 @@ function typeOf(n: Node): string {
 function walk(n: Node, prefix: string, required: boolean): void {
   if (prefix) {
     const def = n.default === undefined ? '' : `\`${JSON.stringify(n.default)}\``
-    rows.push(`| \`${prefix}\` | ${typeOf(n)} | ${required ? 'yes' : ''} | ${def.length > 60 ? 'see schema' : def} | ${(n.description ?? '').replace(/\|/g, '\\|')} |`)
+    rows.push(
+      `| \`${prefix}\` | ${typeOf(n)} | ${required ? 'yes' : ''} | ${def.length > 60 ? 'see schema' : def} | ${(n.description ?? '').replace(/\|/g, '\\|')} |`
+    )
   }
-  for (const [k, child] of Object.entries(n.properties ?? {})) walk(child, prefix ? `${prefix}.${k}` : k, (n.required ?? []).includes(k))
+  for (const [k, child] of Object.entries(n.properties ?? {}))
+    walk(child, prefix ? `${prefix}.${k}` : k, (n.required ?? []).includes(k))
   for (const [i, alt] of (n.anyOf ?? n.oneOf ?? []).entries()) {
     const kind = alt.properties?.kind?.const
-    walk({ ...alt, description: undefined }, `${prefix}${typeof kind === 'string' ? `[kind=${kind}]` : `[${i}]`}`, false)
+    walk(
+      { ...alt, description: undefined },
+      `${prefix}${typeof kind === 'string' ? `[kind=${kind}]` : `[${i}]`}`,
+      false
+    )
   }
-  if (n.type === 'array' && n.items?.properties) walk({ ...n.items, description: undefined }, `${prefix}[]`, false)
-
+  if (n.type === 'array' && n.items?.properties)
+    walk({ ...n.items, description: undefined }, `${prefix}[]`, false)
 }
-walk(schema, "", true)
+walk(schema, '', true)
 
 const md = path.join(root, 'docs/config.md')
 const start = '<!-- keys:start -->'
 const end = '<!-- keys:end -->'
-const table = [start, '| Key | Type | Required | Default | Meaning |', '|---|---|---|---|---|', ...rows, end].join('\n')
+const table = [
+  start,
+  '| Key | Type | Required | Default | Meaning |',
+  '|---|---|---|---|---|',
+  ...rows,
+  end
+].join('\n')
 const text = existsSync(md) ? readFileSync(md, 'utf8') : `# backout.yml\n\n${start}\n${end}\n`
 writeFileSync(md, text.replace(new RegExp(`${start}[\\s\\S]*${end}`), table))
 
@@ -70,7 +84,8 @@ interface ActionYml {
 for (const dir of readdirSync(path.join(root, 'actions'))) {
   const yml = parse(readFileSync(path.join(root, 'actions', dir, 'action.yml'), 'utf8')) as ActionYml
   const inputs = Object.entries(yml.inputs ?? {}).map(
-    ([k, v]) => `| \`${k}\` | ${v.required ? 'yes' : 'no'} | ${v.default === undefined ? '' : `\`${v.default}\``} | ${v.description} |`
+    ([k, v]) =>
+      `| \`${k}\` | ${v.required ? 'yes' : 'no'} | ${v.default === undefined ? '' : `\`${v.default}\``} | ${v.description} |`
   )
   const outputs = Object.entries(yml.outputs ?? {}).map(([k, v]) => `| \`${k}\` | ${v.description} |`)
   writeFileSync(
@@ -102,4 +117,6 @@ for (const dir of readdirSync(path.join(root, 'actions'))) {
     ].join('\n')
   )
 }
-console.log(`docs: ${rows.length} config keys, ${readdirSync(path.join(root, 'actions')).length} action READMEs`)
+console.log(
+  `docs: ${rows.length} config keys, ${readdirSync(path.join(root, 'actions')).length} action READMEs`
+)

@@ -11,7 +11,9 @@ const validator = path.join(root, 'node_modules/.bin/action-validator')
 const tmp = mkdtempSync(path.join(tmpdir(), 'backout-validate-'))
 const files = ['action.yml', ...readdirSync(path.join(root, 'actions')).map(d => `actions/${d}/action.yml`)]
 const workflows = existsSync(path.join(root, '.github/workflows'))
-  ? readdirSync(path.join(root, '.github/workflows')).filter(f => /\.ya?ml$/.test(f)).map(f => `.github/workflows/${f}`)
+  ? readdirSync(path.join(root, '.github/workflows'))
+      .filter(f => /\.ya?ml$/.test(f))
+      .map(f => `.github/workflows/${f}`)
   : []
 let failed = 0
 for (const rel of files) {
@@ -37,5 +39,7 @@ for (const rel of workflows) {
     failed++
   }
 }
-console.log(`validated ${files.length} actions and ${workflows.length} workflows: ${failed ? `${failed} failed` : 'all valid'}`)
+console.log(
+  `validated ${files.length} actions and ${workflows.length} workflows: ${failed ? `${failed} failed` : 'all valid'}`
+)
 process.exit(failed ? 1 : 0)

@@ -35,7 +35,10 @@ export function booleanInput(name: string): boolean {
  * decision / reason_code / result and the action's outputs, writes the job summary, and is the only
  * place that calls setFailed — for Errors and for thrown values that are not Errors alike.
  */
-export async function runAction(name: ActionName, run: (ctx: ActionContext) => Promise<ActionOutcome>): Promise<void> {
+export async function runAction(
+  name: ActionName,
+  run: (ctx: ActionContext) => Promise<ActionOutcome>
+): Promise<void> {
   const log = new ActionsLogger()
   const ctx: ActionContext = {
     log,
@@ -44,7 +47,9 @@ export async function runAction(name: ActionName, run: (ctx: ActionContext) => P
   try {
     const outcome = await run(ctx)
     setOutputs(name, outcome)
-    const summary = [outcome.record ? runSummaryMarkdown(outcome.record) : '', outcome.summary ?? ''].filter(Boolean).join('\n\n')
+    const summary = [outcome.record ? runSummaryMarkdown(outcome.record) : '', outcome.summary ?? '']
+      .filter(Boolean)
+      .join('\n\n')
     if (summary && process.env.GITHUB_STEP_SUMMARY) await core.summary.addRaw(summary, true).write()
     if (outcome.failure !== undefined) core.setFailed(messageOf(outcome.failure))
   } catch (e) {

@@ -18,12 +18,27 @@ export async function runChatOps(ctx: ActionContext): Promise<ActionOutcome> {
   const [owner, repo] = (process.env.GITHUB_REPOSITORY ?? '').split('/')
   const eventPath = process.env.GITHUB_EVENT_PATH
   if (!owner || !repo || !eventPath || !existsSync(eventPath))
-    throw new UserError('GITHUB_REPOSITORY and GITHUB_EVENT_PATH must be set — run this action on an issue_comment event', 'bad_input')
+    throw new UserError(
+      'GITHUB_REPOSITORY and GITHUB_EVENT_PATH must be set — run this action on an issue_comment event',
+      'bad_input'
+    )
   const event = JSON.parse(readFileSync(eventPath, 'utf8')) as CommentEvent
-  if (!event.comment || !event.issue) throw new UserError('the event is not an issue_comment event — trigger this workflow on issue_comment', 'bad_input')
-  const api = createGitHubApi({ token, baseUrl: process.env.GITHUB_API_URL ?? 'https://api.github.com', owner, repo, logger: ctx.log })
+  if (!event.comment || !event.issue)
+    throw new UserError(
+      'the event is not an issue_comment event — trigger this workflow on issue_comment',
+      'bad_input'
+    )
+  const api = createGitHubApi({
+    token,
+    baseUrl: process.env.GITHUB_API_URL ?? 'https://api.github.com',
+    owner,
+    repo,
+    logger: ctx.log
+  })
   const server = process.env.GITHUB_SERVER_URL ?? 'https://github.com'
-  const runUrl = process.env.GITHUB_RUN_ID ? `${server}/${owner}/${repo}/actions/runs/${process.env.GITHUB_RUN_ID}` : undefined
+  const runUrl = process.env.GITHUB_RUN_ID
+    ? `${server}/${owner}/${repo}/actions/runs/${process.env.GITHUB_RUN_ID}`
+    : undefined
 
   const report = core.getInput('report')
   if (report.trim()) {
@@ -34,7 +49,11 @@ export async function runChatOps(ctx: ActionContext): Promise<ActionOutcome> {
       record = undefined
     }
     await api.commentOnIssue(event.issue.number, resultReply(record, runUrl))
-    return { decision: 'replied', reasonCode: 'result', outputs: { should_run: false, level: '', target: '', environment: '', dry_run: false } }
+    return {
+      decision: 'replied',
+      reasonCode: 'result',
+      outputs: { should_run: false, level: '', target: '', environment: '', dry_run: false }
+    }
   }
 
   const hasConfig = existsSync(configPath(core.getInput('config') || undefined))

@@ -7,7 +7,11 @@ export async function runSnapshot(ctx: ActionContext): Promise<ActionOutcome> {
   const service = ctx.service()
   const info = await takeSnapshot(service, { safety: booleanInput('safety') })
   const problems = await service.store.verify(info.id)
-  if (problems.length) throw new OperationError(`backup ${info.id} failed verification: ${problems.join('; ')}`, 'backup_corrupt')
+  if (problems.length)
+    throw new OperationError(
+      `backup ${info.id} failed verification: ${problems.join('; ')}`,
+      'backup_corrupt'
+    )
   return {
     decision: 'snapshot_taken',
     reasonCode: 'ok',

@@ -14,7 +14,12 @@ export class ConsoleLogger implements Logger {
   private write(prefix: string, message: string): void {
     const indent = '  '.repeat(this.depth)
     const text = maskSecrets(message, this.secrets)
-    this.out.write(text.split('\n').map(l => `${indent}${prefix}${l}`).join('\n') + '\n')
+    this.out.write(
+      text
+        .split('\n')
+        .map(l => `${indent}${prefix}${l}`)
+        .join('\n') + '\n'
+    )
   }
   info(message: string): void {
     if (!this.quiet) this.write('', message)

@@ -53,13 +53,16 @@ export async function runDemo(options: DemoOptions): Promise<number> {
   }
   let ok = false
   try {
-    const state = await phase('sandbox up: nginx, database, blue v2.4.9 and green v2.5.0 — then green is deployed', () =>
-      sandboxUp({ dir, appCommand: options.appCommand, log })
+    const state = await phase(
+      'sandbox up: nginx, database, blue v2.4.9 and green v2.5.0 — then green is deployed',
+      () => sandboxUp({ dir, appCommand: options.appCommand, log })
     )
     print(`   config: ${state.config}\n   nginx:  http://127.0.0.1:${state.nginxPort}  (${state.db})`)
     const service = createService(loadConfig(state.config), log)
 
-    const report = await phase('assess: is this bad enough to roll back?', () => assess(service, { samples: 40 }))
+    const report = await phase('assess: is this bad enough to roll back?', () =>
+      assess(service, { samples: 40 })
+    )
     print(assessText(report).replace(/^/gm, '   '))
 
     const backup = await phase('snapshot: a verified backup before touching anything', async () => {
@@ -68,26 +71,37 @@ export async function runDemo(options: DemoOptions): Promise<number> {
       if (problems.length) throw new Error(`backup ${info.id} failed verification: ${problems.join('; ')}`)
       return info
     })
-    print(`   ${backup.id}: ${backup.manifest.files.length} files, ${backup.sizeBytes} bytes, every sha256 verified`)
+    print(
+      `   ${backup.id}: ${backup.manifest.files.length} files, ${backup.sizeBytes} bytes, every sha256 verified`
+    )
 
     const level = options.level ?? 1
     if (level === 3)
-      await phase('corrupt the data: a dropped table, rewritten rows, junk in data/godot, the corruption marker', async () => {
-        const db = service.config.database
-        const bad = "DROP TABLE game_state; UPDATE users SET email = 'bad' || id || '@corrupt.test';"
-        if (db?.kind === 'postgres') await pgQuery(db.url, bad)
-        else if (db?.kind === 'sqlite') await sqliteExec(db.path, bad)
-        writeFileSync(path.join(dir, 'data/godot/world.json'), 'junk')
-        writeFileSync(path.join(dir, 'data/godot/corruption_detected'), 'detected\n')
-        print('   ' + assessText(await assess(service, { samples: 10 })).split('\n')[0])
-      })
+      await phase(
+        'corrupt the data: a dropped table, rewritten rows, junk in data/godot, the corruption marker',
+        async () => {
+          const db = service.config.database
+          const bad = "DROP TABLE game_state; UPDATE users SET email = 'bad' || id || '@corrupt.test';"
+          if (db?.kind === 'postgres') await pgQuery(db.url, bad)
+          else if (db?.kind === 'sqlite') await sqliteExec(db.path, bad)
+          writeFileSync(path.join(dir, 'data/godot/world.json'), 'junk')
+          writeFileSync(path.join(dir, 'data/godot/corruption_detected'), 'detected\n')
+          print('   ' + assessText(await assess(service, { samples: 10 })).split('\n')[0])
+        }
+      )
     const title: Record<1 | 2 | 3, string> = {
       1: 'rollback level 1: traffic back to blue through nginx',
       2: 'rollback level 2: full rollback to the release backup',
       3: 'rollback level 3: the whole service back to the release backup (blue v2.4.9, before the deployment)'
     }
     // Level 3 goes back to the backup sandbox up took before deploying green: the last known good state.
-    const release = level === 3 ? service.store.list().filter(b => b.manifest.kind === 'snapshot').pop()?.id : undefined
+    const release =
+      level === 3
+        ? service.store
+            .list()
+            .filter(b => b.manifest.kind === 'snapshot')
+            .pop()?.id
+        : undefined
     const { record, error } = await phase(title[level], () =>
       rollback(service, {
         level,
@@ -104,7 +118,9 @@ export async function runDemo(options: DemoOptions): Promise<number> {
     print(checksText(checks).replace(/^/gm, '   '))
 
     if (record.dataLoss)
-      print(`   data-loss window: ${record.dataLoss.windowSeconds} s (restored to ${record.dataLoss.restoredTo}) — ${record.dataLoss.note}`)
+      print(
+        `   data-loss window: ${record.dataLoss.windowSeconds} s (restored to ${record.dataLoss.restoredTo}) — ${record.dataLoss.note}`
+      )
     print('\n━━ history')
     print('   ' + readFileSync(service.config.history.log, 'utf8').trim().split('\n').slice(-1)[0])
     ok = checks.passed

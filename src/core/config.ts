@@ -48,7 +48,9 @@ const target = z
   .object({
     version: z.string().min(1).describe('the version this target runs, e.g. v2.4.9'),
     upstream: hostPort.describe('the address nginx proxies to when this target is live'),
-    url: httpUrl.optional().describe('direct URL of this target for health checks (default: http://<upstream>)'),
+    url: httpUrl
+      .optional()
+      .describe('direct URL of this target for health checks (default: http://<upstream>)'),
     process: processTarget.optional(),
     compose: composeTarget.optional(),
     systemd: systemdTarget.optional()
@@ -80,7 +82,10 @@ const database = z.discriminatedUnion('kind', [
         .regex(/^postgres(ql)?:\/\//, 'expected a postgresql:// URL')
         .describe('connection URL; the password is masked in every log'),
       dataDir: z.string().optional().describe('the cluster data directory, for physical backups'),
-      binDir: z.string().optional().describe('PostgreSQL binaries (default: newest /usr/lib/postgresql/N/bin)'),
+      binDir: z
+        .string()
+        .optional()
+        .describe('PostgreSQL binaries (default: newest /usr/lib/postgresql/N/bin)'),
       walArchiveDir: z.string().optional().describe('where WAL is archived, for point-in-time recovery'),
       criticalTables: z.array(z.string()).default([]).describe('tables whose row counts validate compares'),
       migrations: migrations.optional()
@@ -99,7 +104,11 @@ const database = z.discriminatedUnion('kind', [
 const thresholds = z
   .object({
     errorRatePercent: z
-      .object({ medium: z.number().default(5), high: z.number().default(10), critical: z.number().default(50) })
+      .object({
+        medium: z.number().default(5),
+        high: z.number().default(10),
+        critical: z.number().default(50)
+      })
       .strict()
       .default({ medium: 5, high: 10, critical: 50 }),
     responseTimeSeconds: z
@@ -107,7 +116,11 @@ const thresholds = z
       .strict()
       .default({ medium: 2, high: 5 }),
     rtoMinutes: z
-      .object({ level1: z.number().default(5), level2: z.number().default(15), level3: z.number().default(30) })
+      .object({
+        level1: z.number().default(5),
+        level2: z.number().default(15),
+        level3: z.number().default(30)
+      })
       .strict()
       .default({ level1: 5, level2: 15, level3: 30 }),
     validate: z
@@ -129,7 +142,10 @@ export const configSchema = z
     nginx: z
       .object({
         upstreamFile: z.string().describe('the file holding the upstream block backout rewrites'),
-        upstreamName: z.string().regex(/^[A-Za-z0-9_]+$/).default('backend'),
+        upstreamName: z
+          .string()
+          .regex(/^[A-Za-z0-9_]+$/)
+          .default('backend'),
         url: httpUrl.describe('the public URL nginx serves the app on'),
         test: argv.default(['nginx', '-t']).describe('checks the configuration'),
         reload: argv.default(['nginx', '-s', 'reload']).describe('reloads nginx gracefully')
@@ -193,11 +209,112 @@ export const configSchema = z
     prometheus: z
       .object({
         url: httpUrl,
-        errorRateQuery: z.string().optional(),
-        p95Query: z.string().optional()
+        window: z
+          .string()
+          .regex(/^\d+[smh]$/, 'expected a PromQL duration like 5m, 30s or 1h')
+          .default('5m')
+          .describe('the range of the default queries, e.g. 5m (the runbook uses 5m)'),
+        errorRateQuery: z
+          .string()
+          .optional()
+          .describe('PromQL giving the error rate in % (default: 5xx over all)'),
+        p95Query: z.string().optional().describe('PromQL giving the p95 latency in seconds'),
+        requestCountQuery: z
+          .string()
+          .optional()
+          .describe('PromQL giving the requests behind the error rate (default: sum of increase over window)')
       })
       .strict()
       .optional(),
+    assess: z
+      .object({
+        samples: z
+          .number()
+          .int()
+          .min(1)
+          .max(10_000)
+          .default(40)
+          .describe('requests per round sampled through nginx when there is no Prometheus'),
+        rounds: z.number().int().min(1).max(20).default(3).describe('samples taken before a verdict'),
+        failureLimit: z
+          .number()
+          .int()
+          .min(1)
+          .default(2)
+          .describe('rounds over a threshold that make the verdict (an isolated spike is not one); ≤ rounds'),
+        intervalSeconds: z.number().min(0).default(1).describe('pause between rounds'),
+        minRequests: z
+          .number()
+          .int()
+          .min(0)
+          .default(20)
+          .describe('fewest requests a round may rest on; fewer is inconclusive, never 0 %'),
+        minFreeDiskMB: z
+          .number()
+          .min(0)
+          .default(1024)
+          .describe('free disk (MB) under backups.dir below which assess reports what may be pruned')
+      })
+      .strict()
+      .default({
+        samples: 40,
+        rounds: 3,
+        failureLimit: 2,
+        intervalSeconds: 1,
+        minRequests: 20,
+        minFreeDiskMB: 1024
+      })
+      .describe('how assess samples before it decides'),
+    validate: z
+      .object({
+        debugPorts: z
+          .array(hostPort)
+          .default([])
+          .describe(
+            'extra ports that must listen in thorough validation (the debug services, e.g. 127.0.0.1:6006)'
+          ),
+        maxRssMB: z.number().positive().default(1024).describe('resident memory of the live target, MB'),
+        maxCpuPercent: z
+          .number()
+          .positive()
+          .default(90)
+          .describe('CPU of the live target over one second, %'),
+        logLines: z
+          .number()
+          .int()
+          .min(1)
+          .default(200)
+          .describe('how many recent log lines are read for errors'),
+        maxLogErrors: z
+          .number()
+          .int()
+          .min(0)
+          .default(5)
+          .describe(
+            'ERROR lines tolerated in those lines (isolated errors are LOW in the runbook; 0 is too strict)'
+          ),
+        durationSeconds: z
+          .number()
+          .min(0)
+          .default(120)
+          .describe('thorough: how long to monitor error rate and p95 (the runbook monitors 2 min)'),
+        intervalSeconds: z
+          .number()
+          .positive()
+          .default(5)
+          .describe('thorough: pause between monitoring samples')
+      })
+      .strict()
+      .default({
+        debugPorts: [],
+        maxRssMB: 1024,
+        maxCpuPercent: 90,
+        logLines: 200,
+        maxLogErrors: 5,
+        durationSeconds: 120,
+        intervalSeconds: 5
+      })
+      .describe('the checks validate adds to the thresholds: ports, resources, logs, monitoring'),
     smokeTest: argv.optional().describe('a command that exits 0 when the service works')
   })
   .strict()
@@ -211,6 +328,12 @@ export const configSchema = z
           message: `runtime is ${cfg.runtime}, so targets.${color} needs a "${cfg.runtime}" section`
         })
     }
+    if (cfg.assess.failureLimit > cfg.assess.rounds)
+      ctx.addIssue({
+        code: 'custom',
+        path: ['assess', 'failureLimit'],
+        message: `failureLimit ${cfg.assess.failureLimit} is more than rounds ${cfg.assess.rounds}: no verdict could fail — set failureLimit ≤ rounds`
+      })
     if (cfg.targets.blue.upstream === cfg.targets.green.upstream)
       ctx.addIssue({
         code: 'custom',

@@ -24,7 +24,10 @@ function clean(value: string): string {
 
 export function formatHistoryLine(e: HistoryEntry): string {
   const iso = e.at.toISOString()
-  const reason = e.reason.replace(/[\r\n]+/g, ' ').replace(/\\/g, '\\\\').replace(/"/g, '\\"')
+  const reason = e.reason
+    .replace(/[\r\n]+/g, ' ')
+    .replace(/\\/g, '\\\\')
+    .replace(/"/g, '\\"')
   return (
     `[${iso.slice(0, 10)} ${iso.slice(11, 19)}] LEVEL=${e.level} FROM=${clean(e.from)} TO=${clean(e.to)} ` +
     `DURATION=${Math.round(e.durationSeconds)} STATUS=${e.status} REASON="${reason}"`
@@ -50,7 +53,8 @@ export function parseHistoryLine(line: string): HistoryEntry | undefined {
 export function historyEntryFor(record: RunRecord): HistoryEntry | undefined {
   if (record.operation !== 'rollback' || record.dryRun || record.level === undefined) return undefined
   let reason = record.reason
-  if (record.status !== 'success' && record.error) reason += ` — ${record.status}: ${record.error.split('\n')[0]}`
+  if (record.status !== 'success' && record.error)
+    reason += ` — ${record.status}: ${record.error.split('\n')[0]}`
   if (record.dataLoss) reason += ` — data-loss window ${record.dataLoss.windowSeconds}s`
   return {
     at: new Date(record.endedAt ?? record.startedAt),

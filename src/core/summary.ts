@@ -12,7 +12,15 @@ export function mermaidTimeline(record: RunRecord): string {
     const tag = s.status === 'failed' ? 'crit, ' : 'done, '
     return `    ${s.name.replace(/[:#;]/g, ' ')} (${((s.durationMs ?? 0) / 1000).toFixed(2)}s) :${tag}s${i}, ${start}, ${end}`
   })
-  return ['```mermaid', 'gantt', `    title ${title.replace(/[:#;]/g, ' ')}`, '    dateFormat x', '    axisFormat %M:%S', ...lines, '```'].join('\n')
+  return [
+    '```mermaid',
+    'gantt',
+    `    title ${title.replace(/[:#;]/g, ' ')}`,
+    '    dateFormat x',
+    '    axisFormat %M:%S',
+    ...lines,
+    '```'
+  ].join('\n')
 }
 
 /** The job summary for a run: headline, facts, step table, timeline chart. */
@@ -23,11 +31,19 @@ export function runSummaryMarkdown(record: RunRecord): string {
     ['Status', record.status + (record.error ? ` — ${record.error.split('\n')[0]}` : '')],
     ...(record.level ? [['Level', String(record.level)]] : []),
     ...(record.from || record.to ? [['Versions', `${record.from ?? '?'} → ${record.to ?? '?'}`]] : []),
-    ['Duration', `${((record.durationMs ?? 0) / 1000).toFixed(1)} s${record.rtoSeconds ? ` (RTO ${record.rtoSeconds / 60} min)` : ''}`],
+    [
+      'Duration',
+      `${((record.durationMs ?? 0) / 1000).toFixed(1)} s${record.rtoSeconds ? ` (RTO ${record.rtoSeconds / 60} min)` : ''}`
+    ],
     ...(record.safetyBackupId ? [['Safety backup', record.safetyBackupId]] : []),
     ...(record.backupId ? [['Backup', record.backupId]] : []),
     ...(record.dataLoss
-      ? [['Data-loss window', `${record.dataLoss.windowSeconds} s (restored to ${record.dataLoss.restoredTo}; ${record.dataLoss.note})`]]
+      ? [
+          [
+            'Data-loss window',
+            `${record.dataLoss.windowSeconds} s (restored to ${record.dataLoss.restoredTo}; ${record.dataLoss.note})`
+          ]
+        ]
       : []),
     ['Reason', record.reason]
   ]

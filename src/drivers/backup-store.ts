@@ -1,8 +1,25 @@
 import { createHash } from 'node:crypto'
-import { createReadStream, existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync, copyFileSync } from 'node:fs'
+import {
+  createReadStream,
+  existsSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  renameSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+  copyFileSync
+} from 'node:fs'
 import path from 'node:path'
 import { UserError } from '../core/errors'
-import { type Manifest, type ManifestEntry, MANIFEST_SCHEMA, isBackupId, manifestProblems } from '../core/manifest'
+import {
+  type Manifest,
+  type ManifestEntry,
+  MANIFEST_SCHEMA,
+  isBackupId,
+  manifestProblems
+} from '../core/manifest'
 
 export interface BackupInfo {
   id: string
@@ -82,7 +99,13 @@ export class BackupStore {
           const full = path.join(dir, rel)
           files.push({ path: rel, size: statSync(full).size, sha256: await sha256File(full) })
         }
-        const manifest: Manifest = { schema: MANIFEST_SCHEMA, id, createdAt: new Date().toISOString(), ...meta, files }
+        const manifest: Manifest = {
+          schema: MANIFEST_SCHEMA,
+          id,
+          createdAt: new Date().toISOString(),
+          ...meta,
+          files
+        }
         writeFileSync(path.join(dir, 'manifest.json'), JSON.stringify(manifest, null, 2) + '\n')
         renameSync(dir, final)
         return { id, dir: final, manifest, sizeBytes: files.reduce((s, f) => s + f.size, 0) }
@@ -123,7 +146,9 @@ export class BackupStore {
       .map(b => `  ${b.id}  (${b.manifest.kind}, ${b.manifest.versions.live ?? '?'})`)
     throw new UserError(
       `backup not found: ${id} (looked for ${dir}/manifest.json).\n` +
-        (there.length ? `Backups in ${this.root}:\n${there.join('\n')}` : `There are no backups in ${this.root}.`) +
+        (there.length
+          ? `Backups in ${this.root}:\n${there.join('\n')}`
+          : `There are no backups in ${this.root}.`) +
         '\nPick one of these, or set backups.dir in backout.yml if the backups live elsewhere.',
       'backup_not_found'
     )

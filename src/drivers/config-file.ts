@@ -38,7 +38,10 @@ export function expandEnv(value: string, key: string, env: NodeJS.ProcessEnv = p
   return value.replace(/\$\{([A-Za-z_][A-Za-z0-9_]*)\}/g, (_, name: string) => {
     const v = env[name]
     if (v === undefined)
-      throw new UserError(`${key} uses \${${name}}, but ${name} is not set — export it (or put the value in the file)`, 'bad_config')
+      throw new UserError(
+        `${key} uses \${${name}}, but ${name} is not set — export it (or put the value in the file)`,
+        'bad_config'
+      )
     return encodeURIComponent(v)
   })
 }
@@ -74,7 +77,10 @@ function resolvePaths(cfg: Config, base: string): Config {
     }
   if (database?.migrations) {
     const m = database.migrations
-    database = { ...database, migrations: m.kind === 'sql' ? { ...m, dir: r(m.dir) } : { ...m, ini: r(m.ini) } }
+    database = {
+      ...database,
+      migrations: m.kind === 'sql' ? { ...m, dir: r(m.dir) } : { ...m, ini: r(m.ini) }
+    }
   }
   return {
     ...cfg,

@@ -6,8 +6,16 @@ import { runCommand } from './exec'
 type Database = NonNullable<Config['database']>
 
 /** Runs one query with a deadline on the service's PostgreSQL and returns its rows. */
-export async function pgQuery<T = Record<string, unknown>>(url: string, sql: string, timeoutMs = 5000): Promise<T[]> {
-  const client = new Client({ connectionString: url, connectionTimeoutMillis: timeoutMs, statement_timeout: timeoutMs })
+export async function pgQuery<T = Record<string, unknown>>(
+  url: string,
+  sql: string,
+  timeoutMs = 5000
+): Promise<T[]> {
+  const client = new Client({
+    connectionString: url,
+    connectionTimeoutMillis: timeoutMs,
+    statement_timeout: timeoutMs
+  })
   await client.connect()
   try {
     return (await client.query(sql)).rows as T[]
@@ -38,13 +46,22 @@ export async function databasePing(db: Database): Promise<{ ok: boolean; detail:
 }
 
 /** Row counts of the given tables; a table that is missing is reported as such. */
-export async function tableCounts(db: Database, tables: readonly string[]): Promise<Record<string, number | 'missing'>> {
+export async function tableCounts(
+  db: Database,
+  tables: readonly string[]
+): Promise<Record<string, number | 'missing'>> {
   const out: Record<string, number | 'missing'> = {}
   for (const table of tables) {
-    if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(table)) throw new Error(`criticalTables: "${table}" is not a plain table name`)
+    if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(table))
+      throw new Error(`criticalTables: "${table}" is not a plain table name`)
     if (db.kind === 'postgres') {
-      const [exists] = await pgQuery<{ present: boolean }>(db.url, `SELECT to_regclass('public.${table}') IS NOT NULL AS present`)
-      out[table] = exists?.present ? Number((await pgQuery<{ n: string }>(db.url, `SELECT count(*) AS n FROM "${table}"`))[0]?.n) : 'missing'
+      const [exists] = await pgQuery<{ present: boolean }>(
+        db.url,
+        `SELECT to_regclass('public.${table}') IS NOT NULL AS present`
+      )
+      out[table] = exists?.present
+        ? Number((await pgQuery<{ n: string }>(db.url, `SELECT count(*) AS n FROM "${table}"`))[0]?.n)
+        : 'missing'
     } else {
       const r = await sqlite(db.path, `SELECT count(*) FROM "${table}";`)
       out[table] = r.ok ? Number(r.out) : 'missing'
@@ -57,9 +74,11 @@ export async function tableCounts(db: Database, tables: readonly string[]): Prom
 export async function integrityCheck(db: Database): Promise<{ ok: boolean; detail: string }> {
   if (db.kind === 'sqlite') {
     const integrity = await sqlite(db.path, 'PRAGMA integrity_check;')
-    if (!integrity.ok || integrity.out !== 'ok') return { ok: false, detail: `integrity_check: ${integrity.out.slice(0, 300)}` }
+    if (!integrity.ok || integrity.out !== 'ok')
+      return { ok: false, detail: `integrity_check: ${integrity.out.slice(0, 300)}` }
     const fk = await sqlite(db.path, 'PRAGMA foreign_key_check;')
-    if (!fk.ok || fk.out !== '') return { ok: false, detail: `foreign_key_check: ${fk.out.split('\n').length} violations` }
+    if (!fk.ok || fk.out !== '')
+      return { ok: false, detail: `foreign_key_check: ${fk.out.split('\n').length} violations` }
     return { ok: true, detail: 'integrity_check ok, no foreign key violations' }
   }
   const counts = await tableCounts(db, db.criticalTables)

@@ -37,7 +37,8 @@ export function runCommand(argv: readonly string[], options: RunOptions = {}): P
     child.stdout.on('data', (b: Buffer) => out.push(b))
     child.stderr.on('data', (b: Buffer) => err.push(b))
     child.on('error', (e: NodeJS.ErrnoException) => {
-      if (e.code === 'ENOENT') reject(new Error(`required tool not found: ${file} — install it or put it on PATH`))
+      if (e.code === 'ENOENT')
+        reject(new Error(`required tool not found: ${file} — install it or put it on PATH`))
       else reject(e)
     })
     child.on('close', (code, signal) => {

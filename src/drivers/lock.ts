@@ -1,4 +1,13 @@
-import { closeSync, linkSync, mkdirSync, openSync, readFileSync, rmSync, writeSync, renameSync } from 'node:fs'
+import {
+  closeSync,
+  linkSync,
+  mkdirSync,
+  openSync,
+  readFileSync,
+  rmSync,
+  writeSync,
+  renameSync
+} from 'node:fs'
 import { hostname } from 'node:os'
 import path from 'node:path'
 import { LockHeldError } from '../core/errors'
@@ -43,7 +52,12 @@ export function acquireLock(
 ): Lock {
   mkdirSync(stateDir, { recursive: true })
   const file = path.join(stateDir, `${service}.lock`)
-  const holder: LockHolder = { host: hostname(), pid: process.pid, startedAt: new Date().toISOString(), operation }
+  const holder: LockHolder = {
+    host: hostname(),
+    pid: process.pid,
+    startedAt: new Date().toISOString(),
+    operation
+  }
   for (let attempt = 0; attempt < 3; attempt++) {
     try {
       const fd = openSync(file, 'wx')
@@ -53,7 +67,8 @@ export function acquireLock(
         holder,
         release: () => {
           const current = readHolder(file)
-          if (current && current.pid === holder.pid && current.host === holder.host) rmSync(file, { force: true })
+          if (current && current.pid === holder.pid && current.host === holder.host)
+            rmSync(file, { force: true })
         }
       }
     } catch (e) {

@@ -1,4 +1,12 @@
-import { chownSync, existsSync, mkdirSync, readdirSync, readFileSync, writeFileSync, appendFileSync } from 'node:fs'
+import {
+  chownSync,
+  existsSync,
+  mkdirSync,
+  readdirSync,
+  readFileSync,
+  writeFileSync,
+  appendFileSync
+} from 'node:fs'
 import { userInfo } from 'node:os'
 import path from 'node:path'
 import { runChecked, runCommand } from './exec'
@@ -144,12 +152,26 @@ export function clusterPid(dataDir: string): number | undefined {
 }
 
 /** Stops the cluster (fast mode: rolls back open transactions, no data lost). */
-export async function stopCluster(cluster: Pick<Cluster, 'dataDir' | 'binDir'>, mode = 'fast'): Promise<void> {
+export async function stopCluster(
+  cluster: Pick<Cluster, 'dataDir' | 'binDir'>,
+  mode = 'fast'
+): Promise<void> {
   if (!clusterPid(cluster.dataDir)) return
   const res = await runCommand(
-    asOwner([path.join(cluster.binDir, 'pg_ctl'), '-D', cluster.dataDir, '-m', mode, '-w', '-t', '60', 'stop'])
+    asOwner([
+      path.join(cluster.binDir, 'pg_ctl'),
+      '-D',
+      cluster.dataDir,
+      '-m',
+      mode,
+      '-w',
+      '-t',
+      '60',
+      'stop'
+    ])
   )
-  if (res.code !== 0 && clusterPid(cluster.dataDir)) throw new Error(`pg_ctl stop failed: ${res.stderr.trim()}`)
+  if (res.code !== 0 && clusterPid(cluster.dataDir))
+    throw new Error(`pg_ctl stop failed: ${res.stderr.trim()}`)
 }
 
 /** Runs SQL through psql as the superuser: for setup in the sandbox and tests. */

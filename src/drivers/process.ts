@@ -68,7 +68,10 @@ const sleep = (ms: number): Promise<void> => new Promise(r => setTimeout(r, ms))
  * Stops a process gracefully: SIGTERM, then up to timeoutMs for it to exit, then SIGKILL.
  * Returns how it ended. A process that is not running is already stopped.
  */
-export async function stopPid(pid: number, timeoutMs: number): Promise<'not-running' | 'terminated' | 'killed'> {
+export async function stopPid(
+  pid: number,
+  timeoutMs: number
+): Promise<'not-running' | 'terminated' | 'killed'> {
   if (!isAlive(pid)) return 'not-running'
   process.kill(pid, 'SIGTERM')
   const deadline = Date.now() + timeoutMs

@@ -8,7 +8,9 @@ import { inconclusive, isInconclusive, type Inconclusive } from '../core/severit
 
 /** Error rate, %: 5xx responses over all responses in the window. */
 export function errorRatePercentQuery(range = '1m'): string {
-  return `100 * sum(rate(http_requests_total{status=~"5.."}[${range}])) / sum(rate(http_requests_total[${range}]))`
+  // `or vector(0)`: a service that never answered 5xx has no such series — that is 0 errors, not no data.
+  // With no requests at all the denominator stays empty, so the answer stays inconclusive.
+  return `100 * (sum(rate(http_requests_total{status=~"5.."}[${range}])) or vector(0)) / sum(rate(http_requests_total[${range}]))`
 }
 
 /** p95 latency, seconds. (The runbook's check omits `sum by (le)`, which is wrong across several series.) */

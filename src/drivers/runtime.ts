@@ -19,7 +19,8 @@ export interface Runtime {
 export function createProcessRuntime(config: Config, logDir: string): Runtime {
   const spec = (color: Color): NonNullable<Config['targets']['blue']['process']> => {
     const p = config.targets[color].process
-    if (!p) throw new UserError(`targets.${color}.process is missing — the process runtime needs it`, 'bad_config')
+    if (!p)
+      throw new UserError(`targets.${color}.process is missing — the process runtime needs it`, 'bad_config')
     return p
   }
   return {

@@ -11,7 +11,10 @@ export interface CommentEvent {
   issue: { number: number; pull_request?: unknown }
 }
 
-export type ChatOpsApi = Pick<GitHubApi, 'addReaction' | 'getPermission' | 'commentOnIssue' | 'isForkPullRequest'>
+export type ChatOpsApi = Pick<
+  GitHubApi,
+  'addReaction' | 'getPermission' | 'commentOnIssue' | 'isForkPullRequest'
+>
 
 export interface RollbackDispatch {
   /** undefined: the level assess recommends. */
@@ -29,13 +32,17 @@ export interface ChatOpsOutcome {
 }
 
 function backupsReply(service: Service | undefined): string {
-  if (!service) return 'No backout config on this runner: `/rollback list` needs the runner beside the service.'
+  if (!service)
+    return 'No backout config on this runner: `/rollback list` needs the runner beside the service.'
   const backups = service.store.list().slice(0, 15)
   if (!backups.length) return `No backups in \`${service.config.backups.dir}\` yet.`
   return [
     '| Backup | Kind | Live version | Taken |',
     '|---|---|---|---|',
-    ...backups.map(b => `| \`${b.id}\` | ${b.manifest.kind} | ${b.manifest.versions.live ?? '?'} | ${b.manifest.createdAt} |`)
+    ...backups.map(
+      b =>
+        `| \`${b.id}\` | ${b.manifest.kind} | ${b.manifest.versions.live ?? '?'} | ${b.manifest.createdAt} |`
+    )
   ].join('\n')
 }
 
@@ -77,7 +84,11 @@ export async function handleComment(
   const role = login ? await api.getPermission(login) : 'none'
   const isFork = event.issue.pull_request ? await api.isForkPullRequest(event.issue.number) : false
   const auth = authorize({ role_name: role, isFork, action: event.action })
-  const reply = async (decision: ChatOpsOutcome['decision'], reasonCode: string, text: string): Promise<ChatOpsOutcome> => {
+  const reply = async (
+    decision: ChatOpsOutcome['decision'],
+    reasonCode: string,
+    text: string
+  ): Promise<ChatOpsOutcome> => {
     await api.commentOnIssue(event.issue.number, text)
     return { decision, reasonCode, reply: text }
   }
@@ -91,7 +102,11 @@ export async function handleComment(
     case 'list':
       return reply('replied', 'list', backupsReply(options.service))
     case 'status':
-      return reply('replied', 'status', statusReply(options.service && latestRunRecord(options.service.config, 'rollback')))
+      return reply(
+        'replied',
+        'status',
+        statusReply(options.service && latestRunRecord(options.service.config, 'rollback'))
+      )
     case 'rollback': {
       const environment = command.env ?? options.defaultEnvironment
       const text = planReply(command, environment)

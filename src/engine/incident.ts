@@ -48,16 +48,30 @@ function recentLogs(service: Service): string {
  * the differences.
  */
 export async function analyse(service: Service, record: RunRecord): Promise<string> {
-  const ids = [record.safetyBackupId, record.backupId ?? service.store.list().find(b => b.manifest.kind === 'snapshot')?.id]
+  const ids = [
+    record.safetyBackupId,
+    record.backupId ?? service.store.list().find(b => b.manifest.kind === 'snapshot')?.id
+  ]
   let configDiff = ''
   let changed: string[] = []
   const [failed, target] = ids.map(id => (id ? service.store.list().find(b => b.id === id) : undefined))
   if (failed && target) {
-    const res = await runCommand(['diff', '-ru', path.join(target.dir, 'config'), path.join(failed.dir, 'config')])
+    const res = await runCommand([
+      'diff',
+      '-ru',
+      path.join(target.dir, 'config'),
+      path.join(failed.dir, 'config')
+    ])
     configDiff = res.stdout.split(`${target.dir}/`).join('').split(`${failed.dir}/`).join('')
-    changed = [...new Set([...configDiff.matchAll(/^diff -ru (\S+)/gm)].map(m => m[1]!.replace(/^config\//, '/')))]
+    changed = [
+      ...new Set([...configDiff.matchAll(/^diff -ru (\S+)/gm)].map(m => m[1]!.replace(/^config\//, '/')))
+    ]
   }
-  return analysisSection({ topErrors: topErrorLines(recentLogs(service), 10), configDiff, riskyFiles: riskyFiles(changed) })
+  return analysisSection({
+    topErrors: topErrorLines(recentLogs(service), 10),
+    configDiff,
+    riskyFiles: riskyFiles(changed)
+  })
 }
 
 /**
@@ -65,7 +79,11 @@ export async function analyse(service: Service, record: RunRecord): Promise<stri
  * so re-runs and escalations comment on the same issue. The post-mortem template follows as a comment.
  * The failed deployment is marked failed and inactive; the rollback gets a deployment of its own.
  */
-export async function openIncident(service: Service, api: GitHubApi, req: IncidentRequest): Promise<IncidentResult> {
+export async function openIncident(
+  service: Service,
+  api: GitHubApi,
+  req: IncidentRequest
+): Promise<IncidentResult> {
   const { record } = req
   const { config } = service
   const fingerprint = incidentFingerprint(config.service, config.environment, record.from ?? 'unknown')
@@ -85,7 +103,8 @@ export async function openIncident(service: Service, api: GitHubApi, req: Incide
       postMortemBody({ record, owner: req.owner ?? 'the on-call engineer', incidentUrl: issue.html_url })
     )
   }
-  if (record.status === 'success' && !record.dryRun && req.sha) await recordDeployments(api, config.environment, record, req.sha)
+  if (record.status === 'success' && !record.dryRun && req.sha)
+    await recordDeployments(api, config.environment, record, req.sha)
   return {
     issueNumber: issue!.number,
     issueUrl: issue!.html_url,
@@ -104,7 +123,12 @@ function backoutRun(payload: unknown): string | undefined {
  * GitHub Deployments: the failed deployment gets failure then inactive, the rollback a deployment of its
  * own. A re-run for the same rollback changes nothing: its deployment already exists.
  */
-async function recordDeployments(api: GitHubApi, environment: string, record: RunRecord, sha: string): Promise<void> {
+async function recordDeployments(
+  api: GitHubApi,
+  environment: string,
+  record: RunRecord,
+  sha: string
+): Promise<void> {
   const deployments = await api.listDeployments(environment)
   if (deployments.some(d => backoutRun(d.payload) === record.id)) return
   const failedDeployment = deployments.find(d => backoutRun(d.payload) === undefined)

@@ -29,7 +29,8 @@ export async function confirmServedBy(
   let others = 0
   let failures = 0
   while (streak < needed) {
-    if (signal.aborted) throw new OperationError(`nginx did not serve ${color} ${needed} times in a row in time`)
+    if (signal.aborted)
+      throw new OperationError(`nginx did not serve ${color} ${needed} times in a row in time`)
     const res = await probeThroughNginx(service.config, signal)
     const by = res.ok ? answeredBy(service.config, res) : undefined
     if (by === color) streak++
@@ -68,7 +69,9 @@ export function level1Steps(service: Service, record: RunRecord): Step[] {
             'unknown_active_target'
           )
         // A resumed run keeps the interrupted run's direction, even if nginx already points at the target.
-        const resumedTo = (['blue', 'green'] as const).find(c => config.targets[c].version === record.resumedFrom?.to)
+        const resumedTo = (['blue', 'green'] as const).find(
+          c => config.targets[c].version === record.resumedFrom?.to
+        )
         previous = resumedTo ?? (active === 'blue' ? 'green' : 'blue')
         live = previous === 'blue' ? 'green' : 'blue'
         record.from = config.targets[live].version
@@ -140,7 +143,8 @@ export function level1Steps(service: Service, record: RunRecord): Step[] {
       describe: () => `check ${label(previous)} is ready and serving through nginx`,
       async run({ signal }) {
         const ready = await targetReady(config, previous, signal)
-        if (!ready.ready) throw new OperationError(`${label(previous)} became unhealthy after the switch: ${ready.detail}`)
+        if (!ready.ready)
+          throw new OperationError(`${label(previous)} became unhealthy after the switch: ${ready.detail}`)
         const res = await probeThroughNginx(config, signal)
         if (!res.ok || answeredBy(config, res) !== previous)
           throw new OperationError(`nginx does not serve ${previous}: HTTP ${res.status} ${res.error ?? ''}`)
@@ -151,7 +155,8 @@ export function level1Steps(service: Service, record: RunRecord): Step[] {
       name: 'Stop failed environment',
       kind: 'destructive',
       budgetSeconds: 60,
-      describe: () => `stop ${label(live)} gracefully (SIGTERM, ${config.stop.timeoutSeconds}s, then SIGKILL)`,
+      describe: () =>
+        `stop ${label(live)} gracefully (SIGTERM, ${config.stop.timeoutSeconds}s, then SIGKILL)`,
       async run() {
         const outcome = await runtime.stop(live, config.stop.timeoutSeconds * 1000)
         return `${label(live)}: ${outcome}`
@@ -166,7 +171,9 @@ export function level1Steps(service: Service, record: RunRecord): Step[] {
         const n = config.health.confirmRequests
         const result = await confirmServedBy(service, previous, n, signal)
         if (result.others || result.failures)
-          throw new OperationError(`after the switch, ${result.others} responses came from ${live} and ${result.failures} failed`)
+          throw new OperationError(
+            `after the switch, ${result.others} responses came from ${live} and ${result.failures} failed`
+          )
         const state = await runtime.state(live)
         return `${n}/${n} responses from ${previous}; ${live} ${state.detail}`
       }

@@ -1,4 +1,12 @@
-import { appendFileSync, existsSync, mkdirSync, readFileSync, readdirSync, renameSync, writeFileSync } from 'node:fs'
+import {
+  appendFileSync,
+  existsSync,
+  mkdirSync,
+  readFileSync,
+  readdirSync,
+  renameSync,
+  writeFileSync
+} from 'node:fs'
 import path from 'node:path'
 import type { Config } from '../core/config'
 import { UserError, messageOf, reasonCodeFor } from '../core/errors'
@@ -57,17 +65,24 @@ export async function runOperation(req: OperationRequest): Promise<OperationResu
   }
   const lock = req.dryRun
     ? undefined
-    : acquireLock(req.config.state.dir, req.config.service, `${req.operation}${req.level ? ` level ${req.level}` : ''}`, h =>
-        req.log.warn(
-          `took over a stale lock${h ? ` left by PID ${h.pid} on ${h.host} (${h.operation}, started ${h.startedAt})` : ''}`
-        )
+    : acquireLock(
+        req.config.state.dir,
+        req.config.service,
+        `${req.operation}${req.level ? ` level ${req.level}` : ''}`,
+        h =>
+          req.log.warn(
+            `took over a stale lock${h ? ` left by PID ${h.pid} on ${h.host} (${h.operation}, started ${h.startedAt})` : ''}`
+          )
       )
   const startedMs = performance.now()
   let error: unknown
   try {
     if (lock) {
       const interrupted = takeOverInterrupted(req.config, record)
-      if (interrupted) req.log.warn(`resuming run ${interrupted.id}, interrupted after: ${interrupted.steps.join(', ') || 'no step'}`)
+      if (interrupted)
+        req.log.warn(
+          `resuming run ${interrupted.id}, interrupted after: ${interrupted.steps.join(', ') || 'no step'}`
+        )
       record.status = 'running'
       journal(req.config, record)
     }
@@ -145,7 +160,10 @@ export function latestRunRecord(
 ): RunRecord | undefined {
   const runs = path.join(config.state.dir, 'runs')
   if (!existsSync(runs)) return undefined
-  for (const file of readdirSync(runs).filter(f => f.endsWith('.json')).sort().reverse()) {
+  for (const file of readdirSync(runs)
+    .filter(f => f.endsWith('.json'))
+    .sort()
+    .reverse()) {
     const record = JSON.parse(readFileSync(path.join(runs, file), 'utf8')) as RunRecord
     if (record.id === exceptId) continue
     if (!operation || record.operation === operation) return record
@@ -158,8 +176,17 @@ export function readRunRecord(config: Config, id: string): RunRecord {
   const runs = path.join(config.state.dir, 'runs')
   const file = path.join(runs, `${id}.json`)
   if (!/^[0-9]{8}-[0-9]{6}-[a-z0-9]+$/.test(id) || !existsSync(file)) {
-    const there = existsSync(runs) ? readdirSync(runs).sort().reverse().slice(0, 5).map(f => f.replace(/\.json$/, '')) : []
-    throw new UserError(`no run ${id.slice(0, 60)} in ${runs}${there.length ? ` — the newest: ${there.join(', ')}` : ''}`, 'no_record')
+    const there = existsSync(runs)
+      ? readdirSync(runs)
+          .sort()
+          .reverse()
+          .slice(0, 5)
+          .map(f => f.replace(/\.json$/, ''))
+      : []
+    throw new UserError(
+      `no run ${id.slice(0, 60)} in ${runs}${there.length ? ` — the newest: ${there.join(', ')}` : ''}`,
+      'no_record'
+    )
   }
   return JSON.parse(readFileSync(file, 'utf8')) as RunRecord
 }

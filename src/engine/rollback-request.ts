@@ -16,4 +16,3 @@ export interface RollbackRequest {
 
 /** Each level's steps, the runbook's, by name. */
 export type LevelSteps = (service: Service, record: RunRecord, req: RollbackRequest) => Step[]
-

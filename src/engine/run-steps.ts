@@ -44,12 +44,21 @@ export function stepDeadlines(steps: readonly Step[], rtoSeconds: number): numbe
   return steps.map(s => Math.round(s.budgetSeconds * scale * 10) / 10)
 }
 
-function withDeadline<T>(work: (signal: AbortSignal) => Promise<T>, seconds: number, name: string): Promise<T> {
+function withDeadline<T>(
+  work: (signal: AbortSignal) => Promise<T>,
+  seconds: number,
+  name: string
+): Promise<T> {
   const controller = new AbortController()
   let timer: NodeJS.Timeout | undefined
   const expired = new Promise<never>((_, reject) => {
     timer = setTimeout(() => {
-      reject(new OperationError(`step "${name}" passed its deadline of ${seconds}s (its share of the RTO)`, 'deadline'))
+      reject(
+        new OperationError(
+          `step "${name}" passed its deadline of ${seconds}s (its share of the RTO)`,
+          'deadline'
+        )
+      )
       controller.abort()
     }, seconds * 1000)
   })
@@ -61,7 +70,11 @@ function withDeadline<T>(work: (signal: AbortSignal) => Promise<T>, seconds: num
  * the remaining steps are recorded as skipped and the error is rethrown. In a dry run, only `read` steps
  * run; the others are recorded as planned with what they would change.
  */
-export async function runSteps(record: RunRecord, steps: readonly Step[], options: RunStepsOptions): Promise<void> {
+export async function runSteps(
+  record: RunRecord,
+  steps: readonly Step[],
+  options: RunStepsOptions
+): Promise<void> {
   const now = options.now ?? (() => new Date())
   const deadlines = stepDeadlines(steps, options.rtoSeconds)
   let confirmed = false

@@ -70,10 +70,15 @@ export async function targetReady(
   color: Color,
   signal?: AbortSignal
 ): Promise<{ ready: boolean; detail: string }> {
-  const res = await probe(targetUrl(config, color) + config.health.statusPath, config.health.timeoutMs, signal)
+  const res = await probe(
+    targetUrl(config, color) + config.health.statusPath,
+    config.health.timeoutMs,
+    signal
+  )
   if (res.error) return { ready: false, detail: `${config.health.statusPath} unreachable: ${res.error}` }
   const overall = field(res.json, 'overall_ready')
   if (!res.ok) return { ready: false, detail: `${config.health.statusPath} answered HTTP ${res.status}` }
-  if (overall !== true) return { ready: false, detail: `${config.health.statusPath} overall_ready is ${JSON.stringify(overall)}` }
+  if (overall !== true)
+    return { ready: false, detail: `${config.health.statusPath} overall_ready is ${JSON.stringify(overall)}` }
   return { ready: true, detail: `overall_ready=true in ${Math.round(res.latencyMs)} ms` }
 }

@@ -40,7 +40,10 @@ export function startAppServer(options: AppOptions): Promise<http.Server> {
       '# TYPE http_requests_total counter'
     ]
     for (const [status, n] of counts) lines.push(`http_requests_total{status="${status}"} ${n}`)
-    lines.push('# HELP http_request_duration_seconds Request latency.', '# TYPE http_request_duration_seconds histogram')
+    lines.push(
+      '# HELP http_request_duration_seconds Request latency.',
+      '# TYPE http_request_duration_seconds histogram'
+    )
     BUCKETS.forEach((le, i) => lines.push(`http_request_duration_seconds_bucket{le="${le}"} ${buckets[i]}`))
     lines.push(`http_request_duration_seconds_bucket{le="+Inf"} ${observed}`)
     lines.push(`http_request_duration_seconds_sum ${sum}`, `http_request_duration_seconds_count ${observed}`)
@@ -59,7 +62,12 @@ export function startAppServer(options: AppOptions): Promise<http.Server> {
     }
     if (url === '/health') return send(200, { status: 'ok', ...identity })
     if (url === '/status')
-      return send(200, { overall_ready: true, ...identity, uptime_seconds: Math.round(process.uptime()), served })
+      return send(200, {
+        overall_ready: true,
+        ...identity,
+        uptime_seconds: Math.round(process.uptime()),
+        served
+      })
     if (url === '/metrics') return send(200, metrics(), 'text/plain; version=0.0.4')
     served++
     const fail = options.errorRate > 0 && Math.random() < options.errorRate

@@ -56,7 +56,6 @@ const STATE_FILE = 'sandbox.json'
 const PROJECTS = { blue: 'spacetime-blue', green: 'spacetime-green' } as const
 const SERVICE = 'app'
 
-
 const APP_CONFIG = { featureFlags: { newLobby: false } }
 /** What the v2.5.0 deployment changes in config/app.json (the runbook's "config version 2024-12-02"). */
 const APP_CONFIG_V250 = { featureFlags: { newLobby: true } }
@@ -84,8 +83,6 @@ function composeFile(color: Color, port: number): string {
   }
   return `# ${PROJECTS[color]}: the SpaceTime app, ${color} slot (backout sandbox, runtime: compose)\n${toYaml(doc)}`
 }
-
-
 
 const DOCKER_REMEDY =
   'start one (systemctl start docker, or dockerd &), or point DOCKER_HOST at a running one ' +

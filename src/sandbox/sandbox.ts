@@ -8,14 +8,28 @@ import { runChecked, runCommand } from '../drivers/exec'
 import { loadConfig } from '../drivers/config-file'
 import { freePort } from '../drivers/net'
 import { createNginx } from '../drivers/nginx'
-import { findPgBinDir, initCluster, psql, startCluster, stopCluster, describeCluster } from '../drivers/postgres-cluster'
+import {
+  findPgBinDir,
+  initCluster,
+  psql,
+  startCluster,
+  stopCluster,
+  describeCluster
+} from '../drivers/postgres-cluster'
 import { prepareWalArchive, walArchiveSettings } from '../drivers/postgres-backup'
 import { readPid, runningPid, startDetached, stopByPidFile, stopPid } from '../drivers/process'
 import { sqliteExec } from '../drivers/sqlite-cli'
 import { createService } from '../engine/service'
 import { takeSnapshot } from '../engine/snapshot'
 import { confirmServedBy } from '../engine/level1'
-import { MIGRATION_105_DOWN, MIGRATION_105_UP, SCHEMA_PG, SCHEMA_SQLITE, nginxConf, waitForHttp } from './scenario'
+import {
+  MIGRATION_105_DOWN,
+  MIGRATION_105_UP,
+  SCHEMA_PG,
+  SCHEMA_SQLITE,
+  nginxConf,
+  waitForHttp
+} from './scenario'
 import { composeSandboxDown, composeSandboxUp, readComposeSandboxState } from './compose-sandbox'
 
 /**
@@ -58,11 +72,6 @@ export function readSandboxState(dir: string): SandboxState | undefined {
   return existsSync(file) ? (JSON.parse(readFileSync(file, 'utf8')) as SandboxState) : undefined
 }
 
-
-
-
-
-
 export async function sandboxUp(options: SandboxOptions): Promise<SandboxState> {
   if (options.runtime === 'compose') return composeSandboxUp(options)
   const dir = path.resolve(options.dir)
@@ -76,8 +85,19 @@ export async function sandboxUp(options: SandboxOptions): Promise<SandboxState> 
   const pgBin = findPgBinDir()
   const db = options.db ?? (pgBin ? 'postgres' : 'sqlite')
   if (db === 'postgres' && !pgBin)
-    throw new UserError('--db postgres: PostgreSQL is not installed — install postgresql-15 or use --db sqlite')
-  for (const sub of ['nginx/tmp', 'run', 'logs', 'data/godot', 'config', 'backups', 'state', 'migrations/rollback'])
+    throw new UserError(
+      '--db postgres: PostgreSQL is not installed — install postgresql-15 or use --db sqlite'
+    )
+  for (const sub of [
+    'nginx/tmp',
+    'run',
+    'logs',
+    'data/godot',
+    'config',
+    'backups',
+    'state',
+    'migrations/rollback'
+  ])
     mkdirSync(path.join(dir, sub), { recursive: true })
   chmodSync(dir, 0o755)
 
@@ -93,7 +113,10 @@ export async function sandboxUp(options: SandboxOptions): Promise<SandboxState> 
   // Data the service owns: a data directory and config files.
   writeFileSync(path.join(dir, 'data/godot/world.json'), JSON.stringify({ regions: 12, seed: 42 }) + '\n')
   writeFileSync(path.join(dir, 'config/.env'), `IMAGE_TAG=${VERSIONS.blue}\nLOG_LEVEL=info\n`)
-  writeFileSync(path.join(dir, 'config/app.json'), JSON.stringify({ featureFlags: { newLobby: false } }, null, 2) + '\n')
+  writeFileSync(
+    path.join(dir, 'config/app.json'),
+    JSON.stringify({ featureFlags: { newLobby: false } }, null, 2) + '\n'
+  )
   writeFileSync(path.join(dir, 'migrations/105_add_user_preferences_up.sql'), MIGRATION_105_UP)
   writeFileSync(path.join(dir, 'migrations/rollback/105_add_user_preferences_down.sql'), MIGRATION_105_DOWN)
 
@@ -114,7 +137,9 @@ export async function sandboxUp(options: SandboxOptions): Promise<SandboxState> 
       await startCluster(cluster, path.join(dir, 'pg', 'postgres.log'))
       await psql(cluster, 'postgres', 'CREATE DATABASE app;')
       await psql(cluster, 'app', SCHEMA_PG)
-      log.info(`PostgreSQL ${path.basename(path.dirname(pgBin!))} on 127.0.0.1:${pgPort}, database app seeded`)
+      log.info(
+        `PostgreSQL ${path.basename(path.dirname(pgBin!))} on 127.0.0.1:${pgPort}, database app seeded`
+      )
     })
     database = {
       kind: 'postgres',
@@ -202,7 +227,11 @@ export async function sandboxUp(options: SandboxOptions): Promise<SandboxState> 
     writeFileSync(path.join(dir, 'nginx', 'nginx.conf'), nginxConf(dir, nginxPort))
     writeFileSync(
       cfg.nginx.upstreamFile,
-      renderUpstream(cfg.nginx.upstreamName, cfg.targets.blue.upstream, `active=blue version=${VERSIONS.blue} (sandbox up)`)
+      renderUpstream(
+        cfg.nginx.upstreamName,
+        cfg.targets.blue.upstream,
+        `active=blue version=${VERSIONS.blue} (sandbox up)`
+      )
     )
     await runChecked(['nginx', ...nginxArgs])
     await waitForHttp(`${cfg.nginx.url}/health`, 10)
@@ -221,9 +250,15 @@ export async function sandboxUp(options: SandboxOptions): Promise<SandboxState> 
 }
 
 /** The bad deployment: migration 105 and the switch to green. */
-async function deployGreen(nginxSettings: Parameters<typeof createNginx>[0], state: SandboxState): Promise<void> {
+async function deployGreen(
+  nginxSettings: Parameters<typeof createNginx>[0],
+  state: SandboxState
+): Promise<void> {
   if (state.db === 'postgres') {
-    const cluster = describeCluster({ dataDir: state.pgDataDir!, port: state.ports.postgres! }, state.pgBinDir)
+    const cluster = describeCluster(
+      { dataDir: state.pgDataDir!, port: state.ports.postgres! },
+      state.pgBinDir
+    )
     await psql(cluster, 'app', MIGRATION_105_UP)
   } else {
     await sqliteExec(path.join(state.dir, 'data', 'app.db'), MIGRATION_105_UP)
@@ -240,8 +275,7 @@ export async function sandboxDown(dirArg: string, log: Logger): Promise<void> {
   const dir = path.resolve(dirArg)
   if (readComposeSandboxState(dir)) return composeSandboxDown(dir, log)
   const state = readSandboxState(dir)
-  if (!state)
-    throw new UserError(`no sandbox in ${dir} (no ${STATE_FILE}) — nothing to stop`, 'no_sandbox')
+  if (!state) throw new UserError(`no sandbox in ${dir} (no ${STATE_FILE}) — nothing to stop`, 'no_sandbox')
   const nginxPid = readPid(path.join(dir, 'run', 'nginx.pid'))
   if (nginxPid !== undefined) log.info(`nginx: ${await stopPid(nginxPid, 10_000)}`)
   for (const color of ['blue', 'green'] as const) {
@@ -257,6 +291,14 @@ export async function sandboxDown(dirArg: string, log: Logger): Promise<void> {
 
 /** Runs nginx -t on a sandbox: used by tests to be sure the config stayed valid. */
 export async function sandboxNginxTest(dir: string): Promise<boolean> {
-  const res = await runCommand(['nginx', '-t', '-q', '-p', path.join(dir, 'nginx'), '-c', path.join(dir, 'nginx', 'nginx.conf')])
+  const res = await runCommand([
+    'nginx',
+    '-t',
+    '-q',
+    '-p',
+    path.join(dir, 'nginx'),
+    '-c',
+    path.join(dir, 'nginx', 'nginx.conf')
+  ])
   return res.code === 0
 }

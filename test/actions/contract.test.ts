@@ -10,7 +10,9 @@ interface ActionYml {
   runs: { using: string; main: string }
 }
 const load = (name: ActionName): ActionYml =>
-  parse(readFileSync(path.join(root, name === 'backout' ? 'action.yml' : `actions/${name}/action.yml`), 'utf8')) as ActionYml
+  parse(
+    readFileSync(path.join(root, name === 'backout' ? 'action.yml' : `actions/${name}/action.yml`), 'utf8')
+  ) as ActionYml
 
 describe.each(Object.keys(ACTIONS) as ActionName[])('%s action.yml', name => {
   const yml = load(name)

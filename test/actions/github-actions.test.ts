@@ -60,14 +60,26 @@ async function commentEvent(body: string, action = 'created', login = 'Codertoca
 test('open-incident: one incident issue after three runs, post-mortem comment, deployment statuses', async () => {
   const api = createGitHubApi({ token: TOKEN, baseUrl: server.url, owner: 'Codertocat', repo: 'Hello-World' })
   const failed = await api.createDeployment('v2.5.0', 'sandbox', 'deploy v2.5.0', {})
-  const rollback = await runAction('rollback-level-1', { config: sb.config, reason: 'error rate 30% after deploy' })
+  const rollback = await runAction('rollback-level-1', {
+    config: sb.config,
+    reason: 'error rate 30% after deploy'
+  })
   expect(rollback.outputs.decision).toBe('rolled_back')
 
   for (let i = 0; i < 3; i++) {
-    const run = await runAction('open-incident', { config: sb.config, token: TOKEN, result: rollback.outputs.result! }, githubEnv())
+    const run = await runAction(
+      'open-incident',
+      { config: sb.config, token: TOKEN, result: rollback.outputs.result! },
+      githubEnv()
+    )
     expect(run.code).toBe(0)
     expect(run.outputs.decision).toBe(i === 0 ? 'incident_opened' : 'incident_updated')
-    expect(run.stdout.split("\n").filter(l => !l.startsWith("::add-mask::")).join("\n")).not.toContain(TOKEN)
+    expect(
+      run.stdout
+        .split('\n')
+        .filter(l => !l.startsWith('::add-mask::'))
+        .join('\n')
+    ).not.toContain(TOKEN)
     expect(run.summary).toContain('Stakeholder notification')
   }
   const repo = server.state.repo(REPO)
@@ -82,7 +94,8 @@ test('open-incident: one incident issue after three runs, post-mortem comment, d
   expect(repo.comments).toHaveLength(3)
   expect(repo.comments[0]!.body).toContain('Post-Mortem')
   // the failed deployment is marked failed and inactive; the rollback has its own successful deployment
-  const statuses = (id: number): string[] => repo.deploymentStatuses.filter(s => s.url.includes(`/deployments/${id}/`)).map(s => s.state)
+  const statuses = (id: number): string[] =>
+    repo.deploymentStatuses.filter(s => s.url.includes(`/deployments/${id}/`)).map(s => s.state)
   expect(statuses(failed.id).slice(0, 2)).toEqual(['failure', 'inactive'])
   const rollbacks = repo.deployments.filter(d => d.id !== failed.id)
   expect(rollbacks.length).toBeGreaterThanOrEqual(1)
@@ -99,31 +112,57 @@ test('chatops: /rollback from a writer is acknowledged, planned and dispatched',
   )
   expect(run.stdout + run.stderr).not.toContain('::error::')
   expect(run.code).toBe(0)
-  expect(run.outputs).toMatchObject({ decision: 'dispatch', should_run: 'true', level: '2', target: '20250102-143022', dry_run: 'true' })
+  expect(run.outputs).toMatchObject({
+    decision: 'dispatch',
+    should_run: 'true',
+    level: '2',
+    target: '20250102-143022',
+    dry_run: 'true'
+  })
   const repo = server.state.repo(REPO)
   expect(repo.reactions.map(r => r.content)).toEqual(['eyes'])
   expect(repo.comments.at(-1)!.body).toContain('rollback-level-2')
 })
 
 test('chatops: a reader, an edited comment and a bad command are refused with the reason; other comments are ignored', async () => {
-  const reader = await runAction('chatops', { config: sb.config, token: TOKEN }, githubEnv({ GITHUB_EVENT_PATH: await commentEvent('/rollback', 'created', 'reader') }))
+  const reader = await runAction(
+    'chatops',
+    { config: sb.config, token: TOKEN },
+    githubEnv({ GITHUB_EVENT_PATH: await commentEvent('/rollback', 'created', 'reader') })
+  )
   expect(reader.outputs).toMatchObject({ decision: 'refused', should_run: 'false' })
-  const edited = await runAction('chatops', { config: sb.config, token: TOKEN }, githubEnv({ GITHUB_EVENT_PATH: await commentEvent('/rollback', 'edited') }))
+  const edited = await runAction(
+    'chatops',
+    { config: sb.config, token: TOKEN },
+    githubEnv({ GITHUB_EVENT_PATH: await commentEvent('/rollback', 'edited') })
+  )
   expect(edited.outputs.decision).toBe('refused')
-  const bad = await runAction('chatops', { config: sb.config, token: TOKEN }, githubEnv({ GITHUB_EVENT_PATH: await commentEvent('/rollback level=9; rm -rf /') }))
+  const bad = await runAction(
+    'chatops',
+    { config: sb.config, token: TOKEN },
+    githubEnv({ GITHUB_EVENT_PATH: await commentEvent('/rollback level=9; rm -rf /') })
+  )
   expect(bad.outputs.decision).toBe('refused')
   const repo = server.state.repo(REPO)
   const replies = (): string[] => repo.comments.map(c => c.body).filter(b => !b.startsWith('/rollback'))
   expect(replies()[0]).toMatch(/may not roll back/)
   expect(replies()[1]).toMatch(/not created/)
   expect(replies()[2]).toMatch(/level/)
-  const chat = await runAction('chatops', { config: sb.config, token: TOKEN }, githubEnv({ GITHUB_EVENT_PATH: await commentEvent('looks good to me') }))
+  const chat = await runAction(
+    'chatops',
+    { config: sb.config, token: TOKEN },
+    githubEnv({ GITHUB_EVENT_PATH: await commentEvent('looks good to me') })
+  )
   expect(chat.outputs.decision).toBe('ignored')
   expect(replies().filter(b => b !== 'looks good to me')).toHaveLength(3)
 })
 
 test('chatops: /rollback list answers with the backups on the runner', async () => {
-  const run = await runAction('chatops', { config: sb.config, token: TOKEN }, githubEnv({ GITHUB_EVENT_PATH: await commentEvent('/rollback list') }))
+  const run = await runAction(
+    'chatops',
+    { config: sb.config, token: TOKEN },
+    githubEnv({ GITHUB_EVENT_PATH: await commentEvent('/rollback list') })
+  )
   expect(run.outputs.decision).toBe('replied')
   expect(server.state.repo(REPO).comments.at(-1)!.body).toMatch(/\| `\d{8}-\d{6}` \| snapshot \| v2\.4\.9 \|/)
 })

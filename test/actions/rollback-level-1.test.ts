@@ -23,7 +23,12 @@ test('a dry run through the action plans and changes nothing', async () => {
 test('rollback-level-1 runs as the runner runs it and nginx then serves only blue', async () => {
   const run = await runAction('rollback-level-1', { config: sb.config, reason: 'error rate 30%' })
   expect(run.code).toBe(0)
-  expect(run.outputs).toMatchObject({ decision: 'rolled_back', reason_code: 'ok', from: 'v2.5.0', to: 'v2.4.9' })
+  expect(run.outputs).toMatchObject({
+    decision: 'rolled_back',
+    reason_code: 'ok',
+    from: 'v2.5.0',
+    to: 'v2.4.9'
+  })
   expect(run.outputs.safety_backup_id).toMatch(/^rollback-safety-\d{8}-\d{6}$/)
   expect(run.summary).toContain('Switch traffic | ok |')
   expect(run.summary).toContain('```mermaid')

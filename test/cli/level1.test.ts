@@ -8,7 +8,9 @@ import { runCli, startSandbox, whoServes, type TestSandbox } from '../support/cl
 let sb: TestSandbox
 const upstreamOf = (): string => readFileSync(path.join(sb.dir, 'nginx/upstream.conf'), 'utf8')
 const historyOf = (): string =>
-  existsSync(path.join(sb.dir, 'rollback_history.log')) ? readFileSync(path.join(sb.dir, 'rollback_history.log'), 'utf8') : ''
+  existsSync(path.join(sb.dir, 'rollback_history.log'))
+    ? readFileSync(path.join(sb.dir, 'rollback_history.log'), 'utf8')
+    : ''
 const alive = (color: string): boolean => {
   const pid = readPid(path.join(sb.dir, 'run', `${color}.pid`))
   return pid !== undefined && isAlive(pid)
@@ -24,7 +26,17 @@ afterEach(async () => {
 test('Level 1 switches real nginx traffic from green to blue and stops green', async () => {
   expect(new Set(await whoServes(sb.nginxUrl, 10))).toEqual(new Set(['green']))
 
-  const res = await runCli(['--config', sb.config, '--json', 'rollback', '--level', '1', '--auto-confirm', '--reason', 'crash'])
+  const res = await runCli([
+    '--config',
+    sb.config,
+    '--json',
+    'rollback',
+    '--level',
+    '1',
+    '--auto-confirm',
+    '--reason',
+    'crash'
+  ])
   expect(res.code).toBe(0)
   const record = JSON.parse(res.stdout) as RunRecord
   expect(record.status).toBe('success')
@@ -49,7 +61,9 @@ test('Level 1 switches real nginx traffic from green to blue and stops green', a
   )
   const verify = await runCli(['--config', sb.config, 'verify', record.safetyBackupId!])
   expect(verify.code).toBe(0)
-  expect(readFileSync(path.join(sb.dir, 'state/last_safety_backup'), 'utf8')).toContain(record.safetyBackupId!)
+  expect(readFileSync(path.join(sb.dir, 'state/last_safety_backup'), 'utf8')).toContain(
+    record.safetyBackupId!
+  )
 })
 
 test('--dry-run prints the plan and changes nothing', async () => {
@@ -66,7 +80,12 @@ test('--dry-run prints the plan and changes nothing', async () => {
 
 test('a held lock exits 3 and changes nothing', async () => {
   mkdirSync(path.join(sb.dir, 'state'), { recursive: true })
-  const holder = { host: hostname(), pid: process.pid, startedAt: new Date().toISOString(), operation: 'rollback level 2' }
+  const holder = {
+    host: hostname(),
+    pid: process.pid,
+    startedAt: new Date().toISOString(),
+    operation: 'rollback level 2'
+  }
   writeFileSync(path.join(sb.dir, 'state/spacetime.lock'), JSON.stringify(holder))
   const before = upstreamOf()
   const res = await runCli(['--config', sb.config, 'rollback', '--quick'])
@@ -78,7 +97,12 @@ test('a held lock exits 3 and changes nothing', async () => {
 
 test('a stale lock (its process is gone) is taken over', async () => {
   mkdirSync(path.join(sb.dir, 'state'), { recursive: true })
-  const holder = { host: hostname(), pid: 2 ** 22 + 12345, startedAt: new Date(0).toISOString(), operation: 'rollback level 1' }
+  const holder = {
+    host: hostname(),
+    pid: 2 ** 22 + 12345,
+    startedAt: new Date(0).toISOString(),
+    operation: 'rollback level 1'
+  }
   writeFileSync(path.join(sb.dir, 'state/spacetime.lock'), JSON.stringify(holder))
   const res = await runCli(['--config', sb.config, 'rollback', '--quick'])
   expect(res.code).toBe(0)
@@ -88,7 +112,10 @@ test('a stale lock (its process is gone) is taken over', async () => {
 
 test('a bad config exits 2 naming the key, and changes nothing', async () => {
   const bad = path.join(sb.dir, 'bad.yml')
-  writeFileSync(bad, readFileSync(sb.config, 'utf8').replace(/upstream: 127\.0\.0\.1:(\d+)/, 'upstream: nowhere'))
+  writeFileSync(
+    bad,
+    readFileSync(sb.config, 'utf8').replace(/upstream: 127\.0\.0\.1:(\d+)/, 'upstream: nowhere')
+  )
   const before = upstreamOf()
   const res = await runCli(['--config', bad, 'rollback', '--quick'])
   expect(res.code).toBe(2)

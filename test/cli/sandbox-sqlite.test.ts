@@ -17,7 +17,9 @@ test('the embedded default: a sandbox on SQLite, Level 1 through nginx, validati
       status: 'pass',
       measured: 'integrity_check ok, no foreign key violations'
     })
-    expect(report.checks.find(c => c.name === 'critical data')!.measured).toBe('users=1000, sessions=2000, game_state=2000')
+    expect(report.checks.find(c => c.name === 'critical data')!.measured).toBe(
+      'users=1000, sessions=2000, game_state=2000'
+    )
     expect(report.passed).toBe(true)
   } finally {
     await sb.down()

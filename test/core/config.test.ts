@@ -5,8 +5,16 @@ const minimal = {
   service: 'spacetime',
   runtime: 'process',
   targets: {
-    blue: { version: 'v2.4.9', upstream: '127.0.0.1:8081', process: { command: ['app'], pidFile: 'blue.pid' } },
-    green: { version: 'v2.5.0', upstream: '127.0.0.1:8082', process: { command: ['app'], pidFile: 'green.pid' } }
+    blue: {
+      version: 'v2.4.9',
+      upstream: '127.0.0.1:8081',
+      process: { command: ['app'], pidFile: 'blue.pid' }
+    },
+    green: {
+      version: 'v2.5.0',
+      upstream: '127.0.0.1:8082',
+      process: { command: ['app'], pidFile: 'green.pid' }
+    }
   },
   nginx: { upstreamFile: 'upstream.conf', url: 'http://127.0.0.1:8080' },
   backups: { dir: 'backups' }
@@ -50,7 +58,9 @@ test('each problem names the key, what was expected and what was found', () => {
 })
 
 test('unknown keys are refused (a typo never silently becomes a default)', () => {
-  expect(errorOf({ ...minimal, thresholds: { errorRate: 3 } })).toMatch(/thresholds: Unrecognized key: "errorRate"/)
+  expect(errorOf({ ...minimal, thresholds: { errorRate: 3 } })).toMatch(
+    /thresholds: Unrecognized key: "errorRate"/
+  )
 })
 
 test('the runtime needs its section on both targets', () => {
@@ -59,8 +69,7 @@ test('the runtime needs its section on both targets', () => {
 
 test('blue and green must differ', () => {
   const t = minimal.targets
-  expect(errorOf({ ...minimal, targets: { blue: t.blue, green: { ...t.green, upstream: t.blue.upstream } } })).toContain(
-    'different upstream'
-  )
+  expect(
+    errorOf({ ...minimal, targets: { blue: t.blue, green: { ...t.green, upstream: t.blue.upstream } } })
+  ).toContain('different upstream')
 })
-

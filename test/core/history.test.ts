@@ -19,7 +19,9 @@ test('quotes in a reason survive a round trip and newlines are flattened', () =>
     status: 'failed',
     reason: 'said "no"\nthen left'
   })
-  expect(line).toBe('[2026-01-02 03:04:05] LEVEL=3 FROM=v2 TO=v1 DURATION=12 STATUS=failed REASON="said \\"no\\" then left"')
+  expect(line).toBe(
+    '[2026-01-02 03:04:05] LEVEL=3 FROM=v2 TO=v1 DURATION=12 STATUS=failed REASON="said \\"no\\" then left"'
+  )
   expect(parseHistoryLine(line)!.reason).toBe('said "no" then left')
 })
 

@@ -16,7 +16,12 @@ const record = (): RunRecord => ({
   steps: []
 })
 
-function step(name: string, kind: Step['kind'], run: () => Promise<string> = () => Promise.resolve('done'), budgetSeconds = 10): Step & { calls: number } {
+function step(
+  name: string,
+  kind: Step['kind'],
+  run: () => Promise<string> = () => Promise.resolve('done'),
+  budgetSeconds = 10
+): Step & { calls: number } {
   const s = {
     name,
     kind,
@@ -34,13 +39,20 @@ function step(name: string, kind: Step['kind'], run: () => Promise<string> = () 
 const yes = (): Promise<boolean> => Promise.resolve(true)
 
 test('deadlines are the runbook shares scaled to the RTO', () => {
-  expect(stepDeadlines([step('a', 'read', undefined, 30), step('b', 'read', undefined, 90)], 240)).toEqual([60, 180])
+  expect(stepDeadlines([step('a', 'read', undefined, 30), step('b', 'read', undefined, 90)], 240)).toEqual([
+    60, 180
+  ])
   // never below the runbook's own time
   expect(stepDeadlines([step('a', 'read', undefined, 30)], 10)).toEqual([30])
 })
 
 test('a dry run looks, then plans: nothing after the first change runs', async () => {
-  const steps = [step('look', 'read'), step('backup', 'write'), step('switch', 'destructive'), step('check', 'read')]
+  const steps = [
+    step('look', 'read'),
+    step('backup', 'write'),
+    step('switch', 'destructive'),
+    step('check', 'read')
+  ]
   const r = record()
   await runSteps(r, steps, { dryRun: true, log: new MemoryLogger(), rtoSeconds: 300, confirm: yes })
   expect(steps.map(s => s.calls)).toEqual([1, 0, 0, 0])
@@ -67,9 +79,15 @@ test('confirmation is asked once, before the first change; a no changes nothing'
 })
 
 test('a failing step stops the run and the rest is recorded as skipped', async () => {
-  const steps = [step('a', 'read'), step('b', 'destructive', () => Promise.reject(new Error('boom'))), step('c', 'read')]
+  const steps = [
+    step('a', 'read'),
+    step('b', 'destructive', () => Promise.reject(new Error('boom'))),
+    step('c', 'read')
+  ]
   const r = record()
-  await expect(runSteps(r, steps, { dryRun: false, log: new MemoryLogger(), rtoSeconds: 300, confirm: yes })).rejects.toThrow('boom')
+  await expect(
+    runSteps(r, steps, { dryRun: false, log: new MemoryLogger(), rtoSeconds: 300, confirm: yes })
+  ).rejects.toThrow('boom')
   expect(r.steps.map(s => [s.name, s.status])).toEqual([
     ['a', 'ok'],
     ['b', 'failed'],
@@ -94,8 +112,8 @@ test('a step that passes its deadline fails and its signal is aborted', async ()
         })
       })
   }
-  await expect(runSteps(record(), [slow], { dryRun: false, log: new MemoryLogger(), rtoSeconds: 0, confirm: yes })).rejects.toThrow(
-    /passed its deadline/
-  )
+  await expect(
+    runSteps(record(), [slow], { dryRun: false, log: new MemoryLogger(), rtoSeconds: 0, confirm: yes })
+  ).rejects.toThrow(/passed its deadline/)
   expect(aborted).toBe(true)
 })

@@ -28,9 +28,15 @@ export function parseOutputFile(text: string): Record<string, string> {
  * Runs an action as the runner does: node dist/<name>/index.js with INPUT_* from its action.yml defaults
  * plus the given inputs, and GITHUB_OUTPUT / GITHUB_STEP_SUMMARY files.
  */
-export async function runAction(name: string, inputs: Record<string, string>, env: NodeJS.ProcessEnv = {}): Promise<ActionRun> {
+export async function runAction(
+  name: string,
+  inputs: Record<string, string>,
+  env: NodeJS.ProcessEnv = {}
+): Promise<ActionRun> {
   const root = path.resolve(__dirname, '../..')
-  const yml = parse(readFileSync(path.join(root, name === 'backout' ? 'action.yml' : `actions/${name}/action.yml`), 'utf8')) as {
+  const yml = parse(
+    readFileSync(path.join(root, name === 'backout' ? 'action.yml' : `actions/${name}/action.yml`), 'utf8')
+  ) as {
     inputs?: Record<string, { default?: string }>
   }
   const dir = mkdtempSync(path.join(tmpdir(), 'backout-action-'))
@@ -40,7 +46,8 @@ export async function runAction(name: string, inputs: Record<string, string>, en
   writeFileSync(summaryFile, '')
   const inputEnv: Record<string, string> = {}
   for (const [key, def] of Object.entries(yml.inputs ?? {}))
-    if (def.default !== undefined && !def.default.includes('${{')) inputEnv[`INPUT_${key.toUpperCase()}`] = def.default
+    if (def.default !== undefined && !def.default.includes('${{'))
+      inputEnv[`INPUT_${key.toUpperCase()}`] = def.default
   for (const [key, value] of Object.entries(inputs)) inputEnv[`INPUT_${key.toUpperCase()}`] = value
   const res = await runCommand([process.execPath, path.join(root, 'dist', name, 'index.js')], {
     env: {
@@ -53,5 +60,9 @@ export async function runAction(name: string, inputs: Record<string, string>, en
       ...env
     }
   })
-  return { ...res, outputs: parseOutputFile(readFileSync(outputFile, 'utf8')), summary: readFileSync(summaryFile, 'utf8') }
+  return {
+    ...res,
+    outputs: parseOutputFile(readFileSync(outputFile, 'utf8')),
+    summary: readFileSync(summaryFile, 'utf8')
+  }
 }

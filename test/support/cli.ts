@@ -6,7 +6,10 @@ import { runCommand, type CommandResult } from '../../src/drivers/exec'
 /** The built CLI, run as users run it. `npm test` builds dist/ first. */
 export const CLI = path.resolve(__dirname, '../../dist/cli/index.js')
 
-export function runCli(args: readonly string[], options: { cwd?: string; env?: NodeJS.ProcessEnv; input?: string } = {}): Promise<CommandResult> {
+export function runCli(
+  args: readonly string[],
+  options: { cwd?: string; env?: NodeJS.ProcessEnv; input?: string } = {}
+): Promise<CommandResult> {
   return runCommand([process.execPath, CLI, ...args], {
     cwd: options.cwd,
     env: { ...process.env, ...options.env },

@@ -1,0 +1,450 @@
+import {
+  appendFileSync,
+  copyFileSync,
+  existsSync,
+  mkdirSync,
+  readFileSync,
+  readdirSync,
+  rmSync,
+  statSync,
+  writeFileSync
+} from 'node:fs'
+import { userInfo } from 'node:os'
+import path from 'node:path'
+import type { Color, Config } from '../core/config'
+import { UserError, messageOf } from '../core/errors'
+import { formatBackupId } from '../core/run-record'
+import { sha256File, tarZstd } from '../drivers/archive'
+import { dockerFor, type ComposeRuntime } from '../drivers/compose'
+import { readPid, runningPid } from '../drivers/process'
+import { diskSpace, dockerDaemon, knownPorts, listening, targetState } from './assess'
+import type { OperationResult } from './operation'
+import { rollback, type RollbackRequest } from './rollback'
+import { activeColor, targetReady, type Service } from './service'
+import { takeSnapshot } from './snapshot'
+import { processLogFile, recentLogErrors } from './validate'
+
+/**
+ * The runbook's Emergency Procedures: a complete outage (diagnose, recommend), database corruption (stop, snapshot,
+ * Level 3 on confirmation) and a security breach (isolate, collect evidence, hold every restart until released).
+ */
+
+const COLORS: readonly Color[] = ['blue', 'green']
+
+// ---------------------------------------------------------------------------------------------------------------
+// Security hold
+
+/**
+ * The hold file. Its name is also checked at the top of runOperation (src/engine/operation.ts), which cannot import
+ * this module (operation → emergency → rollback → operation would be a cycle).
+ */
+export function securityHoldFile(config: Config): string {
+  return path.join(config.state.dir, 'security-hold')
+}
+
+export interface SecurityHold {
+  since: string
+  reason: string
+  by: string
+  evidence?: string
+}
+
+export function readSecurityHold(config: Config): SecurityHold | undefined {
+  const file = securityHoldFile(config)
+  if (!existsSync(file)) return undefined
+  try {
+    return JSON.parse(readFileSync(file, 'utf8')) as SecurityHold
+  } catch {
+    return { since: statSync(file).mtime.toISOString(), reason: '(unreadable hold file)', by: 'unknown' }
+  }
+}
+
+function whoAmI(): string {
+  try {
+    return userInfo().username
+  } catch {
+    return process.env.USER ?? 'unknown'
+  }
+}
+
+/** Lifts the security hold; the release (who, why, when, and the hold it lifted) is kept in state/security-hold.log. */
+export function releaseSecurityHold(config: Config, reason: string): SecurityHold {
+  if (!reason.trim())
+    throw new UserError(
+      'emergency release needs --reason TEXT: say who approved the restart and why',
+      'bad_argument'
+    )
+  const hold = readSecurityHold(config)
+  if (!hold)
+    throw new UserError(
+      `there is no security hold (${securityHoldFile(config)}) — nothing to release`,
+      'no_hold'
+    )
+  appendFileSync(
+    path.join(config.state.dir, 'security-hold.log'),
+    JSON.stringify({ releasedAt: new Date().toISOString(), releasedBy: whoAmI(), reason, hold }) + '\n'
+  )
+  rmSync(securityHoldFile(config))
+  return hold
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Complete service outage
+
+export interface OutageReport {
+  active: Color | undefined
+  targets: {
+    color: Color
+    version: string
+    running: boolean
+    healthy: boolean
+    ready: boolean
+    detail: string
+  }[]
+  docker?: { ok: boolean; detail: string }
+  disk: { low: boolean; detail: string; prunable: string[] }
+  ports: { name: string; address: string; open: boolean }[]
+  logs: { color: Color; source: string; errors: string[] }[]
+  recommendation: { level: 1 | 2; why: string; command: string }
+}
+
+/** Diagnostics for a complete outage, and the recommended action. Changes nothing. */
+export async function outageDiagnostics(service: Service): Promise<OutageReport> {
+  const { config } = service
+  const active = activeColor(service)
+  const [targets, docker, disk, ports, logs] = await Promise.all([
+    Promise.all(
+      COLORS.map(async color => {
+        const [state, ready] = await Promise.all([
+          targetState(service, color).catch((e: unknown) => ({
+            running: false,
+            healthy: false,
+            detail: messageOf(e)
+          })),
+          targetReady(config, color)
+        ])
+        return {
+          color,
+          version: config.targets[color].version,
+          ...state,
+          ready: ready.ready,
+          detail: `${state.detail}; ${ready.detail}`
+        }
+      })
+    ),
+    config.runtime === 'compose' ? dockerDaemon() : Promise.resolve(undefined),
+    diskSpace(service).catch((e: unknown) => ({
+      low: false,
+      detail: `unknown (${messageOf(e)})`,
+      prunable: []
+    })),
+    Promise.all(knownPorts(config).map(async p => ({ ...p, open: await listening(p.address) }))),
+    Promise.all(
+      COLORS.map(async color => {
+        const r = await recentLogErrors(service, color, config.validate.logLines).catch(() => undefined)
+        return r ? { color, source: r.source, errors: r.errors.slice(-10) } : undefined
+      })
+    ).then(list => list.filter(x => x !== undefined))
+  ])
+  // "Try with last known good version": the previous target, when it is healthy, is one switch away (Level 1).
+  const previous = active ? (active === 'blue' ? 'green' : 'blue') : undefined
+  const previousTarget = targets.find(t => t.color === previous)
+  const recommendation =
+    previousTarget?.ready === true
+      ? {
+          level: 1 as const,
+          why: `the previous target ${previousTarget.color} ${previousTarget.version} is healthy: switch back to it (Level 1)`,
+          command: 'backout rollback --level 1'
+        }
+      : {
+          level: 2 as const,
+          why: previous
+            ? `the previous target ${previous} is not healthy (${previousTarget?.detail ?? 'unknown'}): Level 2 redeploys the last known good version`
+            : 'nginx points at neither target: Level 2 redeploys the last known good version',
+          command: 'backout rollback --level 2'
+        }
+  return { active, targets, docker, disk, ports, logs, recommendation }
+}
+
+export function outageText(r: OutageReport): string {
+  return [
+    'Complete service outage — diagnostics (nothing was changed)',
+    `  nginx points at: ${r.active ?? 'neither target'}`,
+    ...r.targets.map(
+      t =>
+        `  ${t.color} ${t.version}: ${t.running ? 'running' : 'STOPPED'}${t.running && !t.healthy ? ' (unhealthy)' : ''}, ${t.ready ? 'ready' : 'not ready'} — ${t.detail}`
+    ),
+    `  Docker daemon: ${r.docker ? r.docker.detail : 'not used (process runtime)'}`,
+    `  disk: ${r.disk.detail}`,
+    `  ports: ${r.ports.map(p => `${p.name} ${p.address} ${p.open ? 'listening' : 'CLOSED'}`).join(', ')}`,
+    ...(r.logs.length
+      ? r.logs.flatMap(l => [
+          `  last errors in ${l.source}: ${l.errors.length ? '' : 'none'}`,
+          ...l.errors.map(e => `    ${e.slice(0, 200)}`)
+        ])
+      : ['  logs: none to read']),
+    '',
+    `Recommended: Level ${r.recommendation.level} — ${r.recommendation.why}`,
+    `  ${r.recommendation.command}`,
+    '  If that fails too: restore from the infrastructure backup (contact the infrastructure team).'
+  ].join('\n')
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Database corruption
+
+export interface DbCorruptionResult {
+  stopped: Partial<Record<Color, string>>
+  snapshotId: string
+  level3: OperationResult
+  recovered: boolean
+  message: string
+}
+
+/**
+ * Database corruption: immediate shutdown of the live target (both when nginx points at neither), an emergency
+ * snapshot of the damaged state, then Level 3 — which asks for confirmation through `confirm`. When Level 3 is
+ * refused or fails, the service stays stopped and the snapshot is kept, and the message says so.
+ */
+export async function dbCorruption(
+  service: Service,
+  options: Pick<RollbackRequest, 'confirm' | 'target' | 'reason'>
+): Promise<DbCorruptionResult> {
+  const { config, runtime, log } = service
+  const active = activeColor(service)
+  const stopped: Partial<Record<Color, string>> = {}
+  for (const color of active ? [active] : COLORS) {
+    stopped[color] = await runtime.stop(color, config.stop.timeoutSeconds * 1000)
+    log.info(`1. immediate shutdown: ${color} ${stopped[color]}`)
+  }
+  let snapshotId: string
+  try {
+    snapshotId = (await takeSnapshot(service, { safety: true, emergency: true })).id
+  } catch (e) {
+    throw new UserError(
+      `emergency snapshot failed: ${messageOf(e)} — the service stays stopped and Level 3 was not started; ` +
+        'free space or fix the cause, then take it with `backout snapshot --safety`',
+      'snapshot_failed'
+    )
+  }
+  log.info(`2. emergency snapshot: ${snapshotId}`)
+  let level3: OperationResult
+  try {
+    level3 = await rollback(service, {
+      level: 3,
+      target: options.target,
+      reason: options.reason,
+      dryRun: false,
+      confirm: options.confirm
+    })
+  } catch (e) {
+    level3 = {
+      record: {
+        schema: 'backout.run/v1',
+        id: 'not-started',
+        service: config.service,
+        environment: config.environment,
+        operation: 'rollback',
+        level: 3,
+        reason: options.reason,
+        status: 'refused',
+        dryRun: false,
+        startedAt: new Date().toISOString(),
+        rtoSeconds: config.thresholds.rtoMinutes.level3 * 60,
+        steps: [],
+        error: messageOf(e)
+      },
+      error: e
+    }
+  }
+  const recovered = level3.error === undefined
+  const message = recovered
+    ? `recovered by Level 3 (run ${level3.record.id}); the emergency snapshot ${snapshotId} is kept`
+    : `Level 3 did not recover the service: ${messageOf(level3.error)} — the service stays STOPPED and the ` +
+      `emergency snapshot ${snapshotId} is kept. Fix the cause and run \`backout rollback --level 3\` ` +
+      '(--target ID picks another backup: backout list), or contact the database administrator.'
+  return { stopped, snapshotId, level3, recovered, message }
+}
+
+// ---------------------------------------------------------------------------------------------------------------
+// Security breach
+
+export interface SecurityResult {
+  hold: string
+  stopped: Partial<Record<Color, string>>
+  evidence: string
+  sha256: string
+  files: string[]
+  forensicImages: string[]
+  notes: string[]
+}
+
+function timestamp(now: Date): string {
+  return formatBackupId(now)
+}
+
+/** Copies a file into the evidence tree under its absolute path; returns whether it existed. */
+function collect(file: string, root: string, under: string): boolean {
+  if (!existsSync(file) || !statSync(file).isFile()) return false
+  const to = path.join(root, under, path.resolve(file).replace(/^\/+/, ''))
+  mkdirSync(path.dirname(to), { recursive: true })
+  copyFileSync(file, to)
+  return true
+}
+
+function listFiles(dir: string, prefix = ''): string[] {
+  return readdirSync(dir, { withFileTypes: true }).flatMap(e =>
+    e.isDirectory()
+      ? listFiles(path.join(dir, e.name), path.join(prefix, e.name))
+      : [path.join(prefix, e.name)]
+  )
+}
+
+function processInfo(pidFile: string): Record<string, unknown> {
+  const pid = readPid(pidFile)
+  if (pid === undefined) return { pidFile, pid: null }
+  const read = (f: string): string | null => {
+    try {
+      return readFileSync(`/proc/${pid}/${f}`, 'utf8')
+    } catch {
+      return null
+    }
+  }
+  return {
+    pidFile,
+    pid,
+    alive: runningPid(pidFile) !== undefined,
+    cmdline: read('cmdline')?.split('\0').filter(Boolean) ?? null,
+    status: read('status')
+  }
+}
+
+/**
+ * Security breach: hold every restart first (state/security-hold, enforced by runOperation), record the runtime
+ * state and — compose — `docker commit` each target's containers (before they are removed), stop both targets, then
+ * collect logs, config files and the state into <backups.dir>/evidence-<YYYYMMDD-HHMMSS>.tar.zst with a SHA256SUMS
+ * manifest inside and the archive's own sha256 beside it. nginx keeps running and answers 502: block ports 80/443
+ * at the firewall as the runbook says — backout does not touch iptables.
+ */
+export async function securityIsolate(
+  service: Service,
+  options: { reason: string; configFile?: string; now?: Date }
+): Promise<SecurityResult> {
+  const { config, runtime, log, nginx } = service
+  const now = options.now ?? new Date()
+  const ts = timestamp(now)
+  const hold = securityHoldFile(config)
+  mkdirSync(config.state.dir, { recursive: true })
+  mkdirSync(config.backups.dir, { recursive: true })
+  const evidence = path.join(config.backups.dir, `evidence-${ts}.tar.zst`)
+  const held: SecurityHold = { since: now.toISOString(), reason: options.reason, by: whoAmI(), evidence }
+  writeFileSync(hold, JSON.stringify(held, null, 2) + '\n')
+  log.info(
+    `security hold in place: ${hold} — nothing restarts until \`backout emergency release --reason ...\``
+  )
+
+  const staging = `${evidence.slice(0, -'.tar.zst'.length)}.partial`
+  rmSync(staging, { recursive: true, force: true })
+  mkdirSync(staging, { recursive: true })
+  const notes: string[] = []
+  const forensicImages: string[] = []
+
+  // Runtime state first, while it still is the state of the breach.
+  const state: Record<string, unknown> = {
+    collectedAt: now.toISOString(),
+    reason: options.reason,
+    service: config.service,
+    runtime: config.runtime,
+    nginxUpstream: nginx.activeUpstream() ?? null,
+    active: activeColor(service) ?? null,
+    targets: {}
+  }
+  for (const color of COLORS) {
+    const t = config.targets[color]
+    const s = await targetState(service, color).catch((e: unknown) => ({ error: messageOf(e) }))
+    ;(state.targets as Record<string, unknown>)[color] = {
+      version: t.version,
+      upstream: t.upstream,
+      state: s,
+      ...(t.process ? { process: processInfo(t.process.pidFile) } : {})
+    }
+  }
+  if (runtime.kind === 'compose' && 'containersJson' in runtime) {
+    const docker = dockerFor(process.env)
+    mkdirSync(path.join(staging, 'logs'), { recursive: true })
+    for (const color of COLORS) {
+      const containers = await (runtime as ComposeRuntime).containersJson(color).catch((e: unknown) => {
+        notes.push(`${color}: cannot list containers: ${messageOf(e)}`)
+        return []
+      })
+      ;(state.targets as Record<string, Record<string, unknown>>)[color]!.containers = containers
+      for (const c of containers) {
+        try {
+          const logs = await docker
+            .getContainer(c.id)
+            .logs({ stdout: true, stderr: true, timestamps: true, follow: false })
+          writeFileSync(path.join(staging, 'logs', `${c.name}.log`), logs)
+        } catch (e) {
+          notes.push(`${c.name}: logs not collected: ${messageOf(e)}`)
+        }
+        if (c.service !== config.targets[color].compose?.service) continue
+        try {
+          const repo = `${config.service.toLowerCase()}-forensic`
+          const tag = `${color}-${ts}`
+          const out = (await docker.getContainer(c.id).commit({
+            repo,
+            tag,
+            comment: `backout emergency security: ${options.reason}`,
+            pause: true
+          })) as { Id?: string }
+          forensicImages.push(`${repo}:${tag}${out.Id ? ` (${out.Id})` : ''}`)
+        } catch (e) {
+          notes.push(`${c.name}: docker commit failed: ${messageOf(e)}`)
+        }
+      }
+    }
+  }
+  state.forensicImages = forensicImages
+  writeFileSync(path.join(staging, 'runtime-state.json'), JSON.stringify(state, null, 2) + '\n')
+
+  // Isolation: stop both targets — no traffic reaches the app.
+  const stopped: Partial<Record<Color, string>> = {}
+  for (const color of COLORS) {
+    try {
+      stopped[color] = await runtime.stop(color, config.stop.timeoutSeconds * 1000)
+    } catch (e) {
+      stopped[color] = `FAILED to stop: ${messageOf(e)}`
+      notes.push(`${color} did not stop: ${messageOf(e)} — stop it by hand`)
+    }
+    log.info(`isolation: ${color} ${stopped[color]}`)
+  }
+  notes.push(
+    'nginx still runs and answers 502: block ports 80/443 at the firewall (the runbook: iptables -A INPUT ... -j DROP)'
+  )
+
+  // Logs (after the stop, so they hold the last lines), config files, the history and run records.
+  for (const color of COLORS) {
+    const file = processLogFile(config, color)
+    if (file && !collect(file, staging, 'logs')) notes.push(`${color}: no log file at ${file}`)
+  }
+  for (const file of [
+    ...config.configFiles,
+    config.nginx.upstreamFile,
+    ...(options.configFile ? [options.configFile] : [])
+  ])
+    if (!collect(file, staging, 'config')) notes.push(`config file ${file} not found`)
+  collect(config.history.log, staging, 'history')
+  const runs = path.join(config.state.dir, 'runs')
+  if (existsSync(runs)) for (const f of readdirSync(runs)) collect(path.join(runs, f), staging, 'state')
+  writeFileSync(path.join(staging, 'notes.txt'), notes.join('\n') + '\n')
+
+  // The manifest: every file's sha256, in sha256sum's format (sha256sum -c SHA256SUMS checks it).
+  const files = listFiles(staging).sort()
+  const sums = await Promise.all(files.map(async f => `${await sha256File(path.join(staging, f))}  ${f}`))
+  writeFileSync(path.join(staging, 'SHA256SUMS'), sums.join('\n') + '\n')
+  const written = await tarZstd(staging, evidence)
+  writeFileSync(`${evidence}.sha256`, `${written.sha256}  ${path.basename(evidence)}\n`)
+  rmSync(staging, { recursive: true, force: true })
+  log.info(`evidence: ${evidence} (${files.length} files, sha256 ${written.sha256})`)
+  return { hold, stopped, evidence, sha256: written.sha256, files, forensicImages, notes }
+}
