@@ -250,6 +250,7 @@ export async function composeSandboxUp(options: ComposeSandboxOptions): Promise<
     ...(options.appCommand
       ? { smokeTest: [...options.appCommand, 'smoke', '--url', `http://127.0.0.1:${nginxPort}`] }
       : {}),
+    validate: { durationSeconds: 6, intervalSeconds: 2 },
     backups: { dir: 'backups', keep: 10, keepDays: 7 },
     state: { dir: 'state' },
     history: { log: 'rollback_history.log' }

@@ -203,6 +203,8 @@ export async function sandboxUp(options: SandboxOptions): Promise<SandboxState> 
     data: [{ name: 'godot-data', path: 'data/godot' }],
     corruptionMarker: 'data/godot/corruption_detected',
     smokeTest: [...options.appCommand, 'smoke', '--url', `http://127.0.0.1:${nginxPort}`],
+    // Thorough validation monitors briefly here: a sandbox shows the check, it need not watch for 2 min.
+    validate: { durationSeconds: 6, intervalSeconds: 2 },
     backups: { dir: 'backups', keep: 10, keepDays: 7 },
     state: { dir: 'state' },
     history: { log: 'rollback_history.log' }
