@@ -63,7 +63,7 @@ export interface SandboxState {
 }
 
 const VERSIONS = { blue: 'v2.4.9', green: 'v2.5.0' } as const
-const BEHAVIOUR = { blue: { errorRate: 0, delayMs: 5 }, green: { errorRate: 0.3, delayMs: 1200 } } as const
+const BEHAVIOUR = { blue: { errorRate: 0, delayMs: 5 }, green: { errorRate: 0.3, delayMs: 600 } } as const
 
 const STATE_FILE = 'sandbox.json'
 
