@@ -40,7 +40,13 @@ const composeTarget = z
 const systemdTarget = z
   .object({
     unit: z.string().min(1).describe('the systemd unit, e.g. vbrpg-backend.service'),
-    gitDir: z.string().optional().describe('the git checkout the unit runs from')
+    gitDir: z.string().optional().describe('the git checkout the unit runs from'),
+    exec: argv
+      .optional()
+      .describe(
+        'a prefix for every systemctl, journalctl and git command, to drive a systemd that runs elsewhere, ' +
+          'e.g. [ssh, deploy@host] or [docker, exec, ctr] (default: run them here)'
+      )
   })
   .strict()
 

@@ -6,6 +6,7 @@ import type { Color, Config } from '../core/config'
 import { OperationError, UserError, messageOf } from '../core/errors'
 import { runCommand, type CommandResult } from './exec'
 import type { Runtime } from './runtime'
+import { sleep } from './sleep'
 
 /**
  * The `compose` runtime: each colour is a Docker Compose project (the runbook's spacetime-blue and
@@ -158,19 +159,6 @@ function dockerError(e: unknown, endpoint: string): unknown {
   return e
 }
 
-const sleep = (ms: number, signal?: AbortSignal): Promise<void> =>
-  new Promise((resolve, reject) => {
-    if (signal?.aborted) return reject(signal.reason instanceof Error ? signal.reason : new Error('aborted'))
-    const timer = setTimeout(() => {
-      signal?.removeEventListener('abort', onAbort)
-      resolve()
-    }, ms)
-    const onAbort = (): void => {
-      clearTimeout(timer)
-      reject(signal?.reason instanceof Error ? signal.reason : new Error('aborted'))
-    }
-    signal?.addEventListener('abort', onAbort, { once: true })
-  })
 
 const tail = (r: CommandResult): string => (r.stderr || r.stdout).trim().split('\n').slice(-6).join('\n')
 

@@ -1,6 +1,7 @@
 import { spawn } from 'node:child_process'
 import { existsSync, openSync, closeSync, readFileSync, writeFileSync, rmSync, mkdirSync } from 'node:fs'
 import path from 'node:path'
+import { sleep } from './sleep'
 
 /** Processes backout starts and stops itself, tracked by PID file (there is no systemd as PID 1 here). */
 
@@ -62,7 +63,6 @@ export function startDetached(spec: StartSpec): number {
   }
 }
 
-const sleep = (ms: number): Promise<void> => new Promise(r => setTimeout(r, ms))
 
 /**
  * Stops a process gracefully: SIGTERM, then up to timeoutMs for it to exit, then SIGKILL.

@@ -2,6 +2,7 @@ import type { Color, Config } from '../core/config'
 import { UserError } from '../core/errors'
 import { createComposeRuntime } from './compose'
 import { runningPid, startDetached, stopByPidFile } from './process'
+import { createSystemdRuntime } from './systemd'
 
 /** How backout starts, stops and inspects the blue and green targets, whatever runs them. */
 export interface Runtime {
@@ -55,8 +56,9 @@ export function createProcessRuntime(config: Config, logDir: string): Runtime {
 export function createRuntime(config: Config, logDir: string): Runtime {
   if (config.runtime === 'process') return createProcessRuntime(config, logDir)
   if (config.runtime === 'compose') return createComposeRuntime(config)
+  if (config.runtime === 'systemd') return createSystemdRuntime(config)
   throw new UserError(
-    `runtime "${config.runtime}" is not supported by this version of backout yet — use runtime: process or compose`,
+    `runtime "${String(config.runtime)}" is not supported by this version of backout — use runtime: process, compose or systemd`,
     'unsupported_runtime'
   )
 }

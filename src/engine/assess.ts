@@ -26,6 +26,7 @@ import {
 } from '../drivers/prometheus'
 import { activeColor, probeThroughNginx, targetReady, type Service } from './service'
 import { retentionPlan } from './snapshot'
+import { sleep } from '../drivers/sleep'
 
 export interface Probe {
   name: string
@@ -52,8 +53,6 @@ export interface AssessOptions {
 
 /** Deadline of one probe that is not a sampling round. */
 const PROBE_DEADLINE_MS = 10_000
-
-const sleep = (ms: number): Promise<void> => new Promise(r => setTimeout(r, ms))
 
 /** Resolves to the work's value, or to onTimeout() when the deadline passes first. */
 export async function withDeadline<T>(work: Promise<T>, ms: number, onTimeout: () => T): Promise<T> {

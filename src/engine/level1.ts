@@ -3,16 +3,8 @@ import { OperationError, UserError } from '../core/errors'
 import type { RunRecord } from '../core/run-record'
 import type { Step } from './run-steps'
 import { activeColor, answeredBy, probeThroughNginx, targetReady, type Service } from './service'
-import { takeSnapshot } from './snapshot'
-
-const sleep = (ms: number, signal?: AbortSignal): Promise<void> =>
-  new Promise(resolve => {
-    const t = setTimeout(resolve, ms)
-    signal?.addEventListener('abort', () => {
-      clearTimeout(t)
-      resolve()
-    })
-  })
+import { safetyBackupStep } from './snapshot'
+import { sleep } from '../drivers/sleep'
 
 /**
  * Polls nginx until `needed` consecutive responses come from `color`. Returns how long that took and how
@@ -104,17 +96,7 @@ export function level1Steps(service: Service, record: RunRecord): Step[] {
         return `${label(previous)} ${state.detail}, ${ready.detail}`
       }
     },
-    {
-      name: 'Safety backup',
-      kind: 'write',
-      budgetSeconds: 60,
-      describe: () => `write a safety backup to ${config.backups.dir}/rollback-safety-<id>`,
-      async run() {
-        const info = await takeSnapshot(service, { safety: true })
-        record.safetyBackupId = info.id
-        return `${info.id} (${info.manifest.files.length} files, ${info.sizeBytes} bytes, checksummed)`
-      }
-    },
+    safetyBackupStep(service, record, 60),
     {
       name: 'Switch traffic',
       kind: 'destructive',

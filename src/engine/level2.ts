@@ -25,16 +25,8 @@ import { latestRunRecord } from './operation'
 import type { LevelSteps, RollbackRequest } from './rollback-request'
 import type { Step } from './run-steps'
 import { activeColor, answeredBy, probeThroughNginx, targetReady, type Service } from './service'
-import { configEntryPath, takeSnapshot } from './snapshot'
-
-const sleep = (ms: number, signal?: AbortSignal): Promise<void> =>
-  new Promise(resolve => {
-    const t = setTimeout(resolve, ms)
-    signal?.addEventListener('abort', () => {
-      clearTimeout(t)
-      resolve()
-    })
-  })
+import { configEntryPath, safetyBackupStep } from './snapshot'
+import { sleep } from '../drivers/sleep'
 
 type Database = NonNullable<Config['database']>
 
@@ -463,18 +455,7 @@ export const level2Steps: LevelSteps = (service, record, req) => {
         )
       }
     },
-    {
-      name: 'Safety backup',
-      kind: 'write',
-      budgetSeconds: 120,
-      describe: () =>
-        `write a safety backup of the current state to ${config.backups.dir}/rollback-safety-<id>`,
-      async run() {
-        const info = await takeSnapshot(service, { safety: true })
-        record.safetyBackupId = info.id
-        return `${info.id} (${info.manifest.files.length} files, ${info.sizeBytes} bytes, checksummed)`
-      }
-    },
+    safetyBackupStep(service, record, 120),
     {
       name: 'Stop current deployment',
       kind: 'destructive',

@@ -31,6 +31,7 @@ import type { LevelSteps } from './rollback-request'
 import type { Step } from './run-steps'
 import { activeColor, targetReady, type Service } from './service'
 import { configEntryPath, estimateSnapshotBytes, takeSnapshot } from './snapshot'
+import { sleep } from '../drivers/sleep'
 
 /**
  * What an interrupted Level 3 leaves in state/: the recovery point and the emergency snapshot of the bad state,
@@ -63,15 +64,6 @@ function writeJournal(stateDir: string, j: Level3Journal): void {
   writeFileSync(`${file}.tmp`, JSON.stringify(j, null, 2) + '\n')
   renameSync(`${file}.tmp`, file)
 }
-
-const sleep = (ms: number, signal?: AbortSignal): Promise<void> =>
-  new Promise(resolve => {
-    const t = setTimeout(resolve, ms)
-    signal?.addEventListener('abort', () => {
-      clearTimeout(t)
-      resolve()
-    })
-  })
 
 function nearestExisting(p: string): string {
   let probe = path.resolve(p)

@@ -2,14 +2,14 @@ import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node
 import path from 'node:path'
 import { UserError, messageOf } from '../core/errors'
 import type { ManifestData } from '../core/manifest'
-import { formatBackupId } from '../core/run-record'
+import { formatBackupId, type RunRecord } from '../core/run-record'
 import { formatBytes, freeSpace, tarZstd } from '../drivers/archive'
 import type { BackupInfo } from '../drivers/backup-store'
 import { runCommand } from '../drivers/exec'
 import { captureDatabase, liveDatabaseBytes } from './database-backup'
+import type { Step } from './run-steps'
 import { activeColor, answeredBy, probeThroughNginx, type Service } from './service'
-
-const sleep = (ms: number): Promise<void> => new Promise(r => setTimeout(r, ms))
+import { sleep } from '../drivers/sleep'
 
 /** The path a captured config file takes inside a backup: config/ + its absolute path. */
 export function configEntryPath(file: string): string {
@@ -230,4 +230,23 @@ export function pruneBackups(service: Service, now = new Date()): { deleted: str
     rmSync(dir, { recursive: true, force: true })
   }
   return { deleted: plan.deleted, kept: service.store.list().length }
+}
+
+/**
+ * The runbook's "Safety backup" step, shared by the levels: a rollback-safety-<id> backup of the state as
+ * it is, before anything changes. budgetSeconds is the level's share for it.
+ */
+export function safetyBackupStep(service: Service, record: RunRecord, budgetSeconds: number): Step {
+  return {
+    name: 'Safety backup',
+    kind: 'write',
+    budgetSeconds,
+    describe: () =>
+      `write a safety backup of the current state to ${service.config.backups.dir}/rollback-safety-<id>`,
+    async run() {
+      const info = await takeSnapshot(service, { safety: true })
+      record.safetyBackupId = info.id
+      return `${info.id} (${info.manifest.files.length} files, ${info.sizeBytes} bytes, checksummed)`
+    }
+  }
 }

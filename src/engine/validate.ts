@@ -10,6 +10,7 @@ import { sampleHttp } from '../drivers/http-sampler'
 import { runningPid } from '../drivers/process'
 import { listening, nginxAddress, targetState } from './assess'
 import { activeColor, answeredBy, probeThroughNginx, type Service } from './service'
+import { sleep } from '../drivers/sleep'
 
 export interface Check {
   name: string
@@ -48,8 +49,6 @@ const fail = (name: string, measured: string, threshold = ''): Check => ({
 const skip = (name: string, why: string): Check => ({ name, status: 'skip', measured: why, threshold: '' })
 const verdict = (ok: boolean, name: string, measured: string, threshold = ''): Check =>
   ok ? pass(name, measured, threshold) : fail(name, measured, threshold)
-
-const sleep = (ms: number): Promise<void> => new Promise(r => setTimeout(r, ms))
 
 /** Clock ticks per second of /proc/<pid>/stat (USER_HZ): 100 on every mainstream Linux build. */
 const USER_HZ = 100

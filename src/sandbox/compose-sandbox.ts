@@ -4,10 +4,8 @@ import { stringify as toYaml } from 'yaml'
 import type { Color, Config } from '../core/config'
 import { UserError, messageOf } from '../core/errors'
 import type { Logger } from '../core/logger'
-import { renderUpstream } from '../core/upstream'
 import { createComposeRuntime, dockerEndpoint, dockerFor, type ComposeRuntime } from '../drivers/compose'
 import { loadConfig } from '../drivers/config-file'
-import { runChecked } from '../drivers/exec'
 import { freePort } from '../drivers/net'
 import { createNginx } from '../drivers/nginx'
 import {
@@ -23,7 +21,14 @@ import { readPid, runningPid, stopPid } from '../drivers/process'
 import { confirmServedBy } from '../engine/level1'
 import { createService, type Service } from '../engine/service'
 import { takeSnapshot } from '../engine/snapshot'
-import { MIGRATION_105_DOWN, MIGRATION_105_UP, SCHEMA_PG, nginxConf, waitForHttp } from './scenario'
+import {
+  MIGRATION_105_DOWN,
+  MIGRATION_105_UP,
+  SCHEMA_PG,
+  sandboxNginxArgs,
+  startSandboxNginx,
+  waitForHttp
+} from './scenario'
 import { APP_VERSIONS, buildAppImages, type AppImage } from './app-images'
 import type { SandboxOptions, SandboxState } from './sandbox'
 
@@ -214,7 +219,7 @@ export async function composeSandboxUp(options: ComposeSandboxOptions): Promise<
     upstream: `127.0.0.1:${ports[color]}`,
     compose: { project: PROJECTS[color], file: `compose/${color}/docker-compose.yml`, service: SERVICE }
   })
-  const nginxArgs = ['-p', path.join(dir, 'nginx'), '-c', path.join(dir, 'nginx', 'nginx.conf')]
+  const nginxArgs = sandboxNginxArgs(dir)
   const config = {
     service: 'spacetime',
     environment: 'sandbox',
@@ -279,20 +284,7 @@ export async function composeSandboxUp(options: ComposeSandboxOptions): Promise<
     )
   })
 
-  await log.group('nginx', async () => {
-    writeFileSync(path.join(dir, 'nginx', 'nginx.conf'), nginxConf(dir, nginxPort))
-    writeFileSync(
-      cfg.nginx.upstreamFile,
-      renderUpstream(
-        cfg.nginx.upstreamName,
-        cfg.targets.blue.upstream,
-        `active=blue version=${APP_VERSIONS.blue} (sandbox up)`
-      )
-    )
-    await runChecked(['nginx', ...nginxArgs])
-    await waitForHttp(`${cfg.nginx.url}/health`, 10)
-    log.info(`nginx on ${cfg.nginx.url} → blue`)
-  })
+  await startSandboxNginx(dir, cfg, nginxPort, log)
 
   if ((options.live ?? 'green') === 'green') {
     const backup = await takeSnapshot(service, { safety: false })

@@ -2,9 +2,8 @@ import { chmodSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync }
 import path from 'node:path'
 import { stringify as toYaml } from 'yaml'
 import { UserError } from '../core/errors'
-import { renderUpstream } from '../core/upstream'
 import type { Logger } from '../core/logger'
-import { runChecked, runCommand } from '../drivers/exec'
+import { runCommand } from '../drivers/exec'
 import { loadConfig } from '../drivers/config-file'
 import { freePort } from '../drivers/net'
 import { createNginx } from '../drivers/nginx'
@@ -27,7 +26,8 @@ import {
   MIGRATION_105_UP,
   SCHEMA_PG,
   SCHEMA_SQLITE,
-  nginxConf,
+  sandboxNginxArgs,
+  startSandboxNginx,
   waitForHttp
 } from './scenario'
 import { composeSandboxDown, composeSandboxUp, readComposeSandboxState } from './compose-sandbox'
@@ -183,7 +183,7 @@ export async function sandboxUp(options: SandboxOptions): Promise<SandboxState> 
       logFile: `logs/${color}.log`
     }
   })
-  const nginxArgs = ['-p', path.join(dir, 'nginx'), '-c', path.join(dir, 'nginx', 'nginx.conf')]
+  const nginxArgs = sandboxNginxArgs(dir)
   const config = {
     service: 'spacetime',
     environment: 'sandbox',
@@ -225,20 +225,7 @@ export async function sandboxUp(options: SandboxOptions): Promise<SandboxState> 
     }
   })
 
-  await log.group('nginx', async () => {
-    writeFileSync(path.join(dir, 'nginx', 'nginx.conf'), nginxConf(dir, nginxPort))
-    writeFileSync(
-      cfg.nginx.upstreamFile,
-      renderUpstream(
-        cfg.nginx.upstreamName,
-        cfg.targets.blue.upstream,
-        `active=blue version=${VERSIONS.blue} (sandbox up)`
-      )
-    )
-    await runChecked(['nginx', ...nginxArgs])
-    await waitForHttp(`${cfg.nginx.url}/health`, 10)
-    log.info(`nginx on ${cfg.nginx.url} → blue`)
-  })
+  await startSandboxNginx(dir, cfg, nginxPort, log)
 
   if ((options.live ?? 'green') === 'green') {
     const service = createService(cfg, log)

@@ -1,4 +1,9 @@
+import { writeFileSync } from 'node:fs'
 import path from 'node:path'
+import type { Config } from '../core/config'
+import type { Logger } from '../core/logger'
+import { renderUpstream } from '../core/upstream'
+import { runChecked } from '../drivers/exec'
 import { probe } from '../drivers/http'
 
 /**
@@ -82,4 +87,27 @@ export async function waitForHttp(url: string, seconds: number): Promise<void> {
     await new Promise(r => setTimeout(r, 50))
   }
   throw new Error(`${url} did not answer within ${seconds}s`)
+}
+
+/** How the sandbox runs nginx: its own prefix and config under DIR/nginx. */
+export function sandboxNginxArgs(dir: string): string[] {
+  return ['-p', path.join(dir, 'nginx'), '-c', path.join(dir, 'nginx', 'nginx.conf')]
+}
+
+/** Writes the sandbox's nginx config with blue live and starts nginx (it daemonizes; its PID is in DIR/run). */
+export async function startSandboxNginx(dir: string, cfg: Config, port: number, log: Logger): Promise<void> {
+  await log.group('nginx', async () => {
+    writeFileSync(path.join(dir, 'nginx', 'nginx.conf'), nginxConf(dir, port))
+    writeFileSync(
+      cfg.nginx.upstreamFile,
+      renderUpstream(
+        cfg.nginx.upstreamName,
+        cfg.targets.blue.upstream,
+        `active=blue version=${cfg.targets.blue.version} (sandbox up)`
+      )
+    )
+    await runChecked(['nginx', ...sandboxNginxArgs(dir)])
+    await waitForHttp(`${cfg.nginx.url}/health`, 10)
+    log.info(`nginx on ${cfg.nginx.url} → blue`)
+  })
 }

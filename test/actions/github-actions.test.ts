@@ -45,7 +45,12 @@ async function commentEvent(body: string, action = 'created', login = 'Codertoca
   const issue = await api.createIssue('deploy v2.5.0', 'the deployment PR', [])
   const comment = await api.commentOnIssue(issue.number, body)
   const group = examples.find(e => e.name === 'issue_comment')!
-  const example = (group.examples as unknown as Record<string, any>[]).find(e => e.action === 'created')!
+  type CommentPayload = {
+    action: string
+    issue: { number: number }
+    comment: { id: number; body: string; user: { login: string } }
+  }
+  const example = (group.examples as unknown as CommentPayload[]).find(e => e.action === 'created')!
   const event = structuredClone(example)
   event.action = action
   event.issue.number = issue.number
