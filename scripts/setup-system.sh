@@ -13,7 +13,8 @@ if [ "${BACKOUT_SETUP_FULL:-1}" = 1 ]; then
   command -v wrk >/dev/null 2>&1 || need+=(wrk)
   command -v dockerd >/dev/null 2>&1 || need+=(docker.io)
   command -v docker-compose >/dev/null 2>&1 || need+=(docker-compose)
-  [ -x /bin/busybox ] || need+=(busybox-static)
+  dpkg -s busybox-static >/dev/null 2>&1 || need+=(busybox-static)
+  command -v debootstrap >/dev/null 2>&1 || need+=(debootstrap)
 fi
 [ ${#need[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" != 0 ]; then

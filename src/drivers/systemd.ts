@@ -2,6 +2,7 @@ import type { Color, Config } from '../core/config'
 import { OperationError, UserError, messageOf } from '../core/errors'
 import { runCommand, type CommandResult } from './exec'
 import type { Runtime } from './runtime'
+import { sleep } from './sleep'
 
 /**
  * The `systemd` runtime (the VBRPG runbook's production setup): each colour is a systemd unit running from
@@ -20,6 +21,13 @@ export interface SystemdRuntime extends Runtime {
    * unit runs, when the work tree has uncommitted changes, or when the commit is not in the repository.
    */
   checkout(color: Color, commit: string): Promise<{ from: string; to: string; detail: string }>
+  /**
+   * checkout's checks without the change and without the running-unit check (for a pre-flight while the
+   * unit still runs): the current and the resolved commit, or the UserError checkout would raise.
+   */
+  verifyCheckout(color: Color, commit: string): Promise<{ from: string; to: string }>
+  /** The unit, its checkout and commit (the pin snapshot records in images.txt); [] without gitDir. */
+  images(color: Color): Promise<Array<{ service: string; image: string; pin: string }>>
   /** The unit's last `lines` journal lines, oldest first. */
   journal(color: Color, lines: number): Promise<string[]>
 }
@@ -53,7 +61,6 @@ const REVISION = /^[A-Za-z0-9][A-Za-z0-9._/~^-]*$/
 /** A path that passes through a remote shell (ssh joins its arguments) unchanged. */
 const SAFE_PATH = /^[A-Za-z0-9._/@+-]+$/
 
-const sleep = (ms: number): Promise<void> => new Promise(r => setTimeout(r, ms))
 const secs = (ms: number): string => `${(ms / 1000).toFixed(1)}s`
 
 function tail(result: CommandResult, n = 5): string {
@@ -168,6 +175,42 @@ export function createSystemdRuntime(config: Config, options: SystemdRuntimeOpti
     return r.stdout.trim()
   }
 
+  /** The checks a checkout makes before it changes anything: a revision, a clean tree, a known commit. */
+  const verify = async (
+    color: Color,
+    s: Spec,
+    dir: string,
+    commit: string
+  ): Promise<{ from: string; to: string }> => {
+    if (!REVISION.test(commit))
+      throw new UserError(
+        `checkout ${color}: "${commit}" is not a commit — give a commit hash, a tag or a revision such as main~1`,
+        'bad_commit'
+      )
+    const from = await head(color, s, dir)
+    const dirty = await checked(s, ['git', '-C', dir, 'status', '--porcelain', '--untracked-files=no'])
+    if (dirty.trim() !== '') {
+      const files = dirty.trimEnd().split('\n')
+      throw new UserError(
+        `checkout ${color}: ${dir} has uncommitted changes (${files.length}: ${files
+          .slice(0, 5)
+          .map(f => f.trim())
+          .join(', ')}${files.length > 5 ? ', …' : ''}) — commit or stash them (git -C ${dir} stash), ` +
+          `or discard them (git -C ${dir} checkout -- .), then run again`,
+        'dirty_worktree'
+      )
+    }
+    const exists = await run(s, ['git', '-C', dir, 'cat-file', '-e', `${commit}^{commit}`])
+    if (exists.code !== 0)
+      throw new UserError(
+        `checkout ${color}: ${commit} is not a commit in ${dir}${where(s)} — check the recorded commit, ` +
+          `or fetch it first (git -C ${dir} fetch origin)`,
+        'unknown_commit'
+      )
+    const to = (await checked(s, ['git', '-C', dir, 'rev-parse', '--verify', `${commit}^{commit}`])).trim()
+    return { from, to }
+  }
+
   return {
     kind: 'systemd',
 
@@ -248,19 +291,29 @@ export function createSystemdRuntime(config: Config, options: SystemdRuntimeOpti
       return `did not stop in ${secs(timeoutMs)}: killed (SIGKILL)`
     },
 
+    /**
+     * What snapshot records in images.txt for this colour: the unit, its checkout and the commit it is on —
+     * the pin Level 2 checks out again. Nothing when gitDir is not set.
+     */
+    async images(color) {
+      const s = spec(color)
+      if (!s.gitDir) return []
+      return [{ service: s.unit, image: gitDir(color, s), pin: await head(color, s, gitDir(color, s)) }]
+    },
+
     async gitCommit(color) {
       const s = spec(color)
       return head(color, s, gitDir(color, s))
     },
 
+    async verifyCheckout(color, commit) {
+      const s = spec(color)
+      return verify(color, s, gitDir(color, s), commit)
+    },
+
     async checkout(color, commit) {
       const s = spec(color)
       const dir = gitDir(color, s)
-      if (!REVISION.test(commit))
-        throw new UserError(
-          `checkout ${color}: "${commit}" is not a commit — give a commit hash, a tag or a revision such as main~1`,
-          'bad_commit'
-        )
       const p = await loaded(color, s)
       if (!isStopped(p))
         throw new UserError(
@@ -268,27 +321,7 @@ export function createSystemdRuntime(config: Config, options: SystemdRuntimeOpti
             'changing the code under a running service mixes two versions',
           'unit_running'
         )
-      const from = await head(color, s, dir)
-      const dirty = await checked(s, ['git', '-C', dir, 'status', '--porcelain', '--untracked-files=no'])
-      if (dirty.trim() !== '') {
-        const files = dirty.trimEnd().split('\n')
-        throw new UserError(
-          `checkout ${color}: ${dir} has uncommitted changes (${files.length}: ${files
-            .slice(0, 5)
-            .map(f => f.trim())
-            .join(', ')}${files.length > 5 ? ', …' : ''}) — commit or stash them (git -C ${dir} stash), ` +
-            `or discard them (git -C ${dir} checkout -- .), then run again`,
-          'dirty_worktree'
-        )
-      }
-      const exists = await run(s, ['git', '-C', dir, 'cat-file', '-e', `${commit}^{commit}`])
-      if (exists.code !== 0)
-        throw new UserError(
-          `checkout ${color}: ${commit} is not a commit in ${dir}${where(s)} — check the recorded commit, ` +
-            `or fetch it first (git -C ${dir} fetch origin)`,
-          'unknown_commit'
-        )
-      const to = (await checked(s, ['git', '-C', dir, 'rev-parse', '--verify', `${commit}^{commit}`])).trim()
+      const { from, to } = await verify(color, s, dir, commit)
       if (to === from) return { from, to, detail: `${dir} already at ${to.slice(0, 12)}` }
       await checked(s, ['git', '-C', dir, 'checkout', '--quiet', '--detach', to], 120000)
       const now = await head(color, s, dir)
