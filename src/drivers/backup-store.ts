@@ -55,7 +55,16 @@ export interface BackupWriter {
   dir: string
   writeText(relPath: string, text: string): void
   copyIn(relPath: string, source: string): void
-  /** Writes manifest.json last (size and sha256 of every file), then renames the directory into place. */
+  /**
+   * Records the size and sha256 of a file already written into the backup by a stream that hashed it as it wrote
+   * (tarZstd, zstdFile), so that commit() need not read it again. commit() still checks the size on disk and
+   * hashes the file itself when it differs; a file that was never recorded is hashed at commit.
+   */
+  addHashed(relPath: string, hashed: { size: number; sha256: string }): void
+  /**
+   * Writes manifest.json last (size and sha256 of every file: as recorded by addHashed, else read and hashed now),
+   * then renames the directory into place.
+   */
   commit(meta: Omit<Manifest, 'schema' | 'id' | 'files' | 'createdAt'>): Promise<BackupInfo>
   abort(): void
 }
@@ -80,6 +89,7 @@ export class BackupStore {
     const dir = `${final}.partial`
     rmSync(dir, { recursive: true, force: true })
     mkdirSync(dir, { recursive: true })
+    const hashed = new Map<string, { size: number; sha256: string }>()
     return {
       id,
       dir,
@@ -87,17 +97,28 @@ export class BackupStore {
         const file = path.join(dir, rel)
         mkdirSync(path.dirname(file), { recursive: true })
         writeFileSync(file, text)
+        hashed.delete(path.normalize(rel))
       },
       copyIn(rel, source) {
         const file = path.join(dir, rel)
         mkdirSync(path.dirname(file), { recursive: true })
         copyFileSync(source, file)
+        hashed.delete(path.normalize(rel))
+      },
+      addHashed(rel, h) {
+        if (!/^[0-9a-f]{64}$/.test(h.sha256) || !Number.isSafeInteger(h.size) || h.size < 0)
+          throw new Error(`addHashed ${rel}: not a size and sha256`)
+        hashed.set(path.normalize(rel), { size: h.size, sha256: h.sha256 })
       },
       commit: async meta => {
         const files: ManifestEntry[] = []
         for (const rel of walk(dir)) {
           const full = path.join(dir, rel)
-          files.push({ path: rel, size: statSync(full).size, sha256: await sha256File(full) })
+          const size = statSync(full).size
+          const known = hashed.get(rel)
+          // Hashed while it was written (and fsynced, renamed into place): trusted when the size still agrees.
+          const sha256 = known && known.size === size ? known.sha256 : await sha256File(full)
+          files.push({ path: rel, size, sha256 })
         }
         const manifest: Manifest = {
           schema: MANIFEST_SCHEMA,

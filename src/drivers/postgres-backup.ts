@@ -1,4 +1,5 @@
 import {
+  chmodSync,
   existsSync,
   mkdirSync,
   readdirSync,
@@ -890,6 +891,12 @@ export interface PhysicalRestoreOptions {
   logFile: string
   /** A plain-format base backup directory, or a .tar.zst of one. */
   backupDir: string
+  /**
+   * backupDir is a scratch copy (an extracted, verified base backup — never the backup itself) that the restore
+   * may consume: it is renamed into the staging place instead of copied, and is gone afterwards. Across
+   * filesystems it is copied as usual (and left in place). Default false: backupDir is only read.
+   */
+  consumeBackupDir?: boolean
   walArchiveDir?: string
   /** Recover to this time (needs walArchiveDir); without it, to the end of the base backup (recovery_target=immediate). */
   targetTime?: Date | string
@@ -987,10 +994,30 @@ async function du(dir: string): Promise<number> {
   return Number(res.stdout.split('\t')[0])
 }
 
+function sameFilesystem(a: string, b: string): boolean {
+  try {
+    return statSync(a).dev === statSync(b).dev
+  } catch {
+    return false
+  }
+}
+
+/** Renames a directory; false (nothing moved) when from and to are on different filesystems. */
+function renameDir(from: string, to: string): boolean {
+  try {
+    renameSync(from, to)
+    return true
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'EXDEV') return false
+    throw e
+  }
+}
+
 /**
  * Restores a base backup over the cluster and replays archived WAL up to targetTime. Before stopping anything it
  * checks the backup, the free disk and (verifyWal) that the archive reaches the target: any failure is a
- * UserError with nothing touched. The backup is copied into a staging directory while the cluster still runs;
+ * UserError with nothing touched. The backup is copied into a staging directory while the cluster still runs
+ * (or, with consumeBackupDir, a scratch copy of it is renamed there);
  * then the cluster stops, the old data directory is renamed aside (kept, never deleted), the staged one renamed
  * in, and PostgreSQL replays WAL and promotes. Success requires the server log to show recovery stopping before a
  * commit after the target and the server out of recovery; otherwise the restore is undone (old directory back,
@@ -1036,7 +1063,9 @@ export async function physicalRestore(options: PhysicalRestoreOptions): Promise<
         `base backup ${backupDir} fails pg_verifybackup:\n  ${problems.slice(0, 5).join('\n  ')}`,
         'backup_corrupt'
       )
-    const need = await du(backupDir)
+    // A scratch copy on the data directory's filesystem is renamed, not copied: it needs no more room.
+    const moved = options.consumeBackupDir === true && sameFilesystem(backupDir, path.dirname(dataDir))
+    const need = moved ? 0 : await du(backupDir)
     const { freeBytes } = await freeSpace(path.dirname(dataDir))
     if (need * 1.1 > freeBytes)
       throw new UserError(
@@ -1075,9 +1104,17 @@ export async function physicalRestore(options: PhysicalRestoreOptions): Promise<
   // --- stage the restored directory while the cluster still runs
   const staging = `${dataDir}.backout-restoring`
   rmSync(staging, { recursive: true, force: true })
-  mkdirForPostgres(staging)
-  if (archived) await untarZstd(backupDir, staging)
-  else await runChecked(['cp', '-a', `${backupDir}/.`, `${staging}/`])
+  if (archived) {
+    mkdirForPostgres(staging)
+    await untarZstd(backupDir, staging)
+  } else if (options.consumeBackupDir && renameDir(backupDir, staging)) {
+    // The scratch copy itself becomes the staging directory: owned by PostgreSQL's user, no group/other access.
+    chownForPostgres(staging)
+    if ((statSync(staging).mode & 0o027) !== 0) chmodSync(staging, 0o700)
+  } else {
+    mkdirForPostgres(staging)
+    await runChecked(['cp', '-a', `${backupDir}/.`, `${staging}/`])
+  }
   if (!info) info = readBaseBackupLabel(staging)
   for (const f of ['postmaster.pid', 'postmaster.opts', 'standby.signal', 'recovery.signal'])
     rmSync(path.join(staging, f), { force: true })

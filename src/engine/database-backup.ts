@@ -95,6 +95,17 @@ export async function liveDatabaseBytes(config: Config): Promise<{ dump: number;
   return { dump, base: cluster ? await du(cluster.dataDir) : 0 }
 }
 
+export interface CaptureOptions {
+  light?: boolean
+  tolerateFailure?: boolean
+  signal?: AbortSignal
+  /**
+   * Told the size and sha256 of each file written by a stream that hashed it while writing (path relative to
+   * writerDir), so that the backup's manifest need not read it again (BackupWriter.addHashed).
+   */
+  hashed?: (relPath: string, written: { size: number; sha256: string }) => void
+}
+
 /**
  * Captures the service's database into writerDir (a backup being written) and returns the manifest's database
  * fields. `light` (safety backups) skips the physical base backup. `tolerateFailure` (the emergency snapshot of a
@@ -104,7 +115,7 @@ export async function liveDatabaseBytes(config: Config): Promise<{ dump: number;
 export async function captureDatabase(
   service: Service,
   writerDir: string,
-  options: { light?: boolean; tolerateFailure?: boolean; signal?: AbortSignal } = {}
+  options: CaptureOptions = {}
 ): Promise<ManifestDatabase | undefined> {
   const db = service.config.database
   if (!db) return undefined
@@ -137,7 +148,7 @@ async function capturePostgres(
   service: Service,
   db: Postgres,
   writerDir: string,
-  options: { light?: boolean; signal?: AbortSignal }
+  options: CaptureOptions
 ): Promise<ManifestDatabase> {
   const dump = await logicalDump({
     url: db.url,
@@ -145,6 +156,7 @@ async function capturePostgres(
     outFile: path.join(writerDir, DUMP_FILE),
     zstd: { signal: options.signal }
   })
+  options.hashed?.(DUMP_FILE, dump)
   const out: ManifestDatabase = {
     kind: 'postgres',
     file: DUMP_FILE,
@@ -167,7 +179,8 @@ async function capturePostgres(
   try {
     const info = await baseBackup({ cluster, outDir: staging, label: `backout ${path.basename(writerDir)}` })
     const bytes = await du(staging)
-    await tarZstd(staging, path.join(writerDir, BASE_FILE), { signal: options.signal })
+    const written = await tarZstd(staging, path.join(writerDir, BASE_FILE), { signal: options.signal })
+    options.hashed?.(BASE_FILE, written)
     out.base = {
       file: BASE_FILE,
       label: info.label,
@@ -425,6 +438,8 @@ export async function restoreDatabase(
       cluster,
       logFile: clusterLog(service.config),
       backupDir: dir,
+      // dir is preparedBase's scratch extraction (verified, discarded afterwards): renamed into place, not copied.
+      consumeBackupDir: true,
       walArchiveDir: db.walArchiveDir,
       targetTime: options.toTime,
       logger: log

@@ -71,6 +71,66 @@ function nearestExisting(p: string): string {
   return probe
 }
 
+/**
+ * Where the pre-flight check extracts a data archive: beside the data directory (so on its filesystem), kept for
+ * the restore step, which renames it into place instead of extracting the archive a second time. A scratch copy:
+ * the archive in the backup is only read. `${dir}.verified` holds the archive's sha256 once it extracted whole.
+ */
+function preparedDataDir(dataPath: string, backupId: string): string {
+  return `${dataPath}.backout-data-${backupId}`
+}
+
+function archiveSha(b: BackupInfo, file: string): string | undefined {
+  return b.manifest.files.find(f => f.path === file)?.sha256
+}
+
+/** The prepared extraction of this archive, when one is there and complete (its marker names the same sha256). */
+function readyDataDir(dataPath: string, b: BackupInfo, file: string): string | undefined {
+  const dir = preparedDataDir(dataPath, b.id)
+  const sha = archiveSha(b, file)
+  const marker = `${dir}.verified`
+  if (!sha || !existsSync(dir) || !existsSync(marker)) return undefined
+  return readFileSync(marker, 'utf8').trim() === sha ? dir : undefined
+}
+
+/**
+ * Extracts a data archive beside its directory (reusing a complete earlier extraction of the same archive), the
+ * archive hashed as it is read and required to match the manifest's sha256. Where the directory's parent does
+ * not exist yet, only proves that the archive extracts (in a temp dir, removed) and returns undefined.
+ */
+async function prepareDataDir(dataPath: string, b: BackupInfo, file: string): Promise<string | undefined> {
+  const archive = path.join(b.dir, file)
+  const sha = archiveSha(b, file)
+  if (!sha || !existsSync(path.dirname(dataPath))) {
+    await extractDrill(archive, nearestExisting(path.dirname(dataPath)))
+    return undefined
+  }
+  const ready = readyDataDir(dataPath, b, file)
+  if (ready) return ready
+  const dir = preparedDataDir(dataPath, b.id)
+  rmSync(`${dir}.verified`, { force: true })
+  rmSync(dir, { recursive: true, force: true })
+  try {
+    const res = await untarZstd(archive, dir)
+    if (res.sha256 !== sha)
+      throw new Error(`its sha256 changed since the checksums were verified (${res.sha256}, manifest ${sha})`)
+  } catch (e) {
+    rmSync(dir, { recursive: true, force: true })
+    throw new OperationError(`${path.basename(file)} does not extract: ${messageOf(e)}`, 'backup_corrupt')
+  }
+  writeFileSync(`${dir}.verified`, sha + '\n')
+  return dir
+}
+
+/** Removes what prepareDataDir left (after a dry run, or a pre-flight check that failed). */
+function discardPreparedData(service: Service, backupId: string): void {
+  for (const d of service.config.data) {
+    const dir = preparedDataDir(d.path, backupId)
+    rmSync(dir, { recursive: true, force: true })
+    rmSync(`${dir}.verified`, { force: true })
+  }
+}
+
 /** Replaces `file` with `source` atomically (a temp file beside it, then rename); false when already equal. */
 function replaceFile(file: string, source: string): boolean {
   if (existsSync(file) && readFileSync(file).equals(readFileSync(source))) return false
@@ -185,14 +245,25 @@ export const level3Steps: LevelSteps = (service, record, req) => {
               'backup_corrupt'
             )
           try {
-            await extractDrill(path.join(b.dir, m.file), nearestExisting(path.dirname(d.path)))
+            await prepareDataDir(d.path, b, m.file)
           } catch (e) {
+            discardPreparedData(service, b.id)
             throw new UserError(`backup ${b.id}: ${messageOf(e)} — pick another backup`, 'backup_corrupt')
           }
         }
-        const dbDetail = await checkDatabaseBackup(service, b, { toTime: req.toTime, log })
-        const disk = await checkDisk(service, b)
-        if (req.dryRun) discardPreparedBase(service, b.id)
+        let dbDetail: string
+        let disk: string
+        try {
+          dbDetail = await checkDatabaseBackup(service, b, { toTime: req.toTime, log })
+          disk = await checkDisk(service, b)
+        } catch (e) {
+          discardPreparedData(service, b.id)
+          throw e
+        }
+        if (req.dryRun) {
+          discardPreparedBase(service, b.id)
+          discardPreparedData(service, b.id)
+        }
         return `${b.manifest.files.length} checksums match; ${b.manifest.data?.length ?? 0} data archives extract; ${dbDetail}; ${disk}`
       }
     },
@@ -259,18 +330,29 @@ export const level3Steps: LevelSteps = (service, record, req) => {
         for (const d of config.data) {
           const m = b.manifest.data?.find(x => x.name === d.name)
           if (!m) continue
-          const staging = `${d.path}.backout-restoring`
-          rmSync(staging, { recursive: true, force: true })
-          const res = await untarZstd(path.join(b.dir, m.file), staging, { signal })
+          // The pre-flight check's verified extraction (a scratch copy beside d.path) is renamed into place;
+          // without one (e.g. the parent did not exist then), the archive is extracted into a staging dir now.
+          const prepared = readyDataDir(d.path, b, m.file)
+          let staging: string
+          let how: string
+          if (prepared) {
+            rmSync(`${prepared}.verified`, { force: true })
+            staging = prepared
+            how = `verified extraction of the ${formatBytes(m.bytes)} directory renamed into place`
+          } else {
+            staging = `${d.path}.backout-restoring`
+            rmSync(staging, { recursive: true, force: true })
+            const res = await untarZstd(path.join(b.dir, m.file), staging, { signal })
+            how = `${formatBytes(res.size)} archive extracted in ${res.durationMs} ms`
+          }
           let aside = ''
           if (existsSync(d.path)) {
             aside = `${d.path}.backout-replaced-${formatBackupId(new Date())}`
             renameSync(d.path, aside)
           }
+          mkdirSync(path.dirname(d.path), { recursive: true })
           renameSync(staging, d.path)
-          out.push(
-            `${d.name}: ${formatBytes(res.size)} archive extracted in ${res.durationMs} ms${aside ? `, old dir kept as ${path.basename(aside)}` : ''}`
-          )
+          out.push(`${d.name}: ${how}${aside ? `, old dir kept as ${path.basename(aside)}` : ''}`)
         }
         return out.join('; ') || 'no data directories'
       }

@@ -92,10 +92,11 @@ export async function takeSnapshot(service: Service, options: SnapshotOptions): 
       }
       const file = `data/${d.name}.tar.zst`
       const bytes = await du(d.path)
-      await tarZstd(d.path, path.join(writer.dir, file), {
+      const written = await tarZstd(d.path, path.join(writer.dir, file), {
         tolerateChangedFiles: options.safety,
         signal: options.signal
       })
+      writer.addHashed(file, written)
       const marker = config.corruptionMarker
       const inside = marker !== undefined && path.resolve(marker).startsWith(path.resolve(d.path) + path.sep)
       data.push({
@@ -109,7 +110,8 @@ export async function takeSnapshot(service: Service, options: SnapshotOptions): 
     const database = await captureDatabase(service, writer.dir, {
       light,
       tolerateFailure: options.emergency,
-      signal: options.signal
+      signal: options.signal,
+      hashed: (rel, written) => writer.addHashed(rel, written)
     })
     if (database?.schemaVersion) writer.writeText('schema_version.txt', `${database.schemaVersion}\n`)
     const info = await writer.commit({
