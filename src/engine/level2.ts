@@ -7,6 +7,7 @@ import { type DownPlan, describeDownPlan } from '../core/migration-plan'
 import { createAlembic, detectVersionMismatch, type AlembicDriver } from '../drivers/alembic'
 import { type BackupInfo, sha256File } from '../drivers/backup-store'
 import type { ComposeRuntime } from '../drivers/compose'
+import type { SystemdRuntime } from '../drivers/systemd'
 import type { Runtime } from '../drivers/runtime'
 import { schemaVersion as postgresSchemaVersion } from '../drivers/postgres-backup'
 import {
@@ -230,6 +231,35 @@ function asCompose(runtime: Runtime): ComposeRuntime | undefined {
 
 const PINNABLE = /^(?:\S+@)?sha256:[0-9a-f]{64}$/
 
+/** The systemd runtime's own calls (git checkout, journal), when the service runs on systemd. */
+function asSystemd(runtime: Runtime): SystemdRuntime | undefined {
+  return runtime.kind === 'systemd' && 'checkout' in runtime ? (runtime as SystemdRuntime) : undefined
+}
+
+/** A full git commit hash (SHA-1 or SHA-256 repositories). */
+const COMMIT = /^(?:[0-9a-f]{40}|[0-9a-f]{64})$/
+
+/**
+ * systemd: the commit a backup recorded in images.txt for a colour's checkout, or undefined when it recorded none.
+ * A line is `<service>-<colour>:<version> <unit> <gitDir> <commit>` (the systemd runtime's images()); a line naming
+ * the target's unit wins over one naming another unit.
+ */
+export function recordedCommit(backup: BackupInfo, config: Config, color: Color): string | undefined {
+  const file = path.join(backup.dir, 'images.txt')
+  if (!existsSync(file)) return undefined
+  const unit = config.targets[color].systemd?.unit
+  let found: string | undefined
+  for (const line of readFileSync(file, 'utf8').split('\n')) {
+    const [name, ...rest] = line.trim().split(/\s+/)
+    if (!name?.startsWith(`${config.service}-${color}:`)) continue
+    const commit = rest[2]
+    if (rest.length !== 3 || !commit || !COMMIT.test(commit)) continue
+    if (rest[0] === unit) return commit
+    found ??= commit
+  }
+  return found
+}
+
 /**
  * compose: the image a backup recorded in images.txt for a colour's application service — a registry digest
  * (repo@sha256:…) or an image ID (sha256:…) — or undefined when it recorded none. A line is
@@ -284,6 +314,27 @@ export const level2Steps: LevelSteps = (service, record, req) => {
   const compose = asCompose(runtime)
   /** compose: the image images.txt of the target backup records for the target colour. */
   const pin = (): string | undefined => (compose ? recordedImage(need(), config, targetColor) : undefined)
+  const systemd = asSystemd(runtime)
+  /** systemd: the target colour's checkout then (pre-flight) and the commit the target backup recorded for it. */
+  let checkout: { dir: string; from: string; to: string } | undefined
+  const needCheckout = (): { dir: string; from: string; to: string } => {
+    if (!checkout) throw new Error('internal: no recorded commit (pre-flight did not run)')
+    return checkout
+  }
+  const short = (commit: string): string => commit.slice(0, 12)
+  /** systemd: the journal's last 50 lines of the target's unit (the runbook's journalctl -u … -n 50). */
+  async function journalOf(color: Color): Promise<string> {
+    if (!systemd) return ''
+    const unit = config.targets[color].systemd?.unit ?? color
+    try {
+      const lines = await systemd.journal(color, 50)
+      return lines.length
+        ? `\nlast ${lines.length} journal lines of ${unit} (journalctl -u ${unit} -n 50):\n${lines.join('\n')}`
+        : `\n${unit}'s journal is empty`
+    } catch (e) {
+      return `\n(journalctl -u ${unit} -n 50 failed: ${messageOf(e)})`
+    }
+  }
 
   /** Method 2: the database back from the target backup, as the other engineer's restore does it. */
   async function restoreFromBackup(why: string, signal: AbortSignal): Promise<string> {
@@ -431,6 +482,27 @@ export const level2Steps: LevelSteps = (service, record, req) => {
         targetColor = color
         record.from = config.targets[failedColor()].version
         record.to = version
+        checkout = undefined
+        if (systemd) {
+          // Refused before anything changes: no recorded commit, a dirty checkout, a commit the checkout lacks.
+          const unit = config.targets[color].systemd?.unit ?? `targets.${color}.systemd.unit`
+          const dir = config.targets[color].systemd?.gitDir
+          const commit = recordedCommit(backup, config, color)
+          if (!commit || !dir)
+            throw new UserError(
+              `backup ${backup.id} records no git commit for ${color} (${unit}) in images.txt, so Level 2 cannot tell which ` +
+                `code to check out — ` +
+                (dir
+                  ? 'pick a backup taken while targets.' +
+                    color +
+                    '.systemd.gitDir was set (--target; backout list)'
+                  : `set targets.${color}.systemd.gitDir to the checkout ${unit} runs from, take a snapshot of a good state, and roll back to it`) +
+                ', or check out the previous commit by hand',
+              'no_recorded_commit'
+            )
+          const verified = await systemd.verifyCheckout(color, commit)
+          checkout = { dir, ...verified }
+        }
         db = await planDatabase(service, backup, req.dryRun)
         configChanges = []
         for (const file of configFiles()) {
@@ -451,6 +523,12 @@ export const level2Steps: LevelSteps = (service, record, req) => {
           `config files that differ: ${configChanges.map(f => path.basename(f)).join(', ') || 'none'}` +
           (compose
             ? `; image to pin for ${targetColor}: ${pin() ?? `none recorded in ${backup.id}/images.txt (the restored compose configuration decides)`}`
+            : '') +
+          (checkout
+            ? `; ${targetColor}'s checkout ${checkout.dir} is at ${short(checkout.from)}, the backup recorded ${short(checkout.to)}` +
+              (checkout.from === checkout.to
+                ? ' (already there)'
+                : ' (checked out after the database rollback)')
             : '')
         )
       }
@@ -545,7 +623,10 @@ export const level2Steps: LevelSteps = (service, record, req) => {
             ? `pin ${label(targetColor)}'s ${config.targets[targetColor].compose?.service ?? 'app'} service to ${pin()}, `
             : `unpin ${label(targetColor)} (no image recorded in the target backup's images.txt: the restored compose configuration decides), `
           : '') +
-        `start ${label(targetColor)} (restart it if it runs but is not ready${compose ? ' or runs another image' : ''}) and point nginx at ` +
+        (checkout
+          ? `stop ${label(targetColor)} if it runs, \`git -C ${checkout.dir} checkout --detach ${checkout.to}\` (now at ${short(checkout.from)}), `
+          : '') +
+        `start ${label(targetColor)} (restart it if it runs but is not ready${compose ? ' or runs another image' : ''}${checkout ? ' or is on another commit' : ''}) and point nginx at ` +
         `${config.targets[targetColor].upstream} (test with \`${config.nginx.test.join(' ')}\`, reload)`,
       async run({ signal }) {
         const ready = await targetReady(config, targetColor, signal)
@@ -557,17 +638,36 @@ export const level2Steps: LevelSteps = (service, record, req) => {
                 c => c.service === config.targets[targetColor].compose?.service && c.imageId !== image
               )
             : undefined
+        // systemd: a target that answers but runs from another commit than the backup recorded is redeployed too.
+        const commit = systemd ? needCheckout().to : undefined
+        const onCommit = systemd ? await systemd.gitCommit(targetColor) : undefined
+        const otherCommit = onCommit !== commit
         let started: string
-        if (ready.ready && !other) started = `already running and ready (${ready.detail})`
+        if (ready.ready && !other && !otherCommit) started = `already running and ready (${ready.detail})`
         else {
           const state = await runtime.state(targetColor)
           if (state.running) await runtime.stop(targetColor, config.stop.timeoutSeconds * 1000)
           const pinned = compose
             ? `${image ? await compose.pinImage(targetColor, image) : `${compose.unpin(targetColor)}: no image recorded in ${need().id}/images.txt`}; `
             : ''
+          // The checkout comes after the database rollback: the old commit no longer has the newer revision's
+          // downgrade script.
+          const checkedOut =
+            systemd && commit ? `checkout ${(await systemd.checkout(targetColor, commit)).detail}; ` : ''
+          let how: string
+          try {
+            how = await runtime.start(targetColor)
+          } catch (e) {
+            if (e instanceof OperationError && systemd)
+              throw new OperationError(`${e.message}${await journalOf(targetColor)}`, e.reasonCode)
+            throw e
+          }
           started =
             (other ? `ran ${other.imageId.slice(0, 19)}, not the recorded image: ` : '') +
-            `${pinned}${state.running ? 're' : ''}${await runtime.start(targetColor)}`
+            (systemd && otherCommit && ready.ready
+              ? `ran commit ${short(onCommit ?? '?')}, not the recorded ${short(commit ?? '?')}: `
+              : '') +
+            `${pinned}${checkedOut}${state.running ? 're' : ''}${how}`
         }
         await nginx.switchUpstream(
           config.targets[targetColor].upstream,
@@ -591,7 +691,8 @@ export const level2Steps: LevelSteps = (service, record, req) => {
         while (!ready.ready) {
           if (signal.aborted || performance.now() - started > waitMs)
             throw new OperationError(
-              `${label(targetColor)} did not become ready in ${Math.round((performance.now() - started) / 1000)}s: ${ready.detail}`,
+              `${label(targetColor)} did not become ready in ${Math.round((performance.now() - started) / 1000)}s: ${ready.detail}` +
+                (await journalOf(targetColor)),
               'unhealthy'
             )
           await sleep(config.health.intervalSeconds * 1000, signal)
@@ -619,20 +720,38 @@ export const level2Steps: LevelSteps = (service, record, req) => {
         `check nginx serves ${targetColor}, ${failedColor()} is stopped and the schema is the backup's`,
       async run({ signal }) {
         const b = need()
-        const res = await probeThroughNginx(config, signal)
+        // Wait for health has just seen consecutive responses from the target: one transient failure (a reset
+        // connection, seen behind docker-proxy) must not fail — and maybe escalate — a rollback that worked.
+        const misses: string[] = []
+        let res = await probeThroughNginx(config, signal)
+        while ((!res.ok || answeredBy(config, res) !== targetColor) && misses.length < 2 && !signal.aborted) {
+          misses.push(`HTTP ${res.status}${res.error ? ` ${res.error}` : ''}`)
+          await sleep(500, signal)
+          res = await probeThroughNginx(config, signal)
+        }
         if (!res.ok || answeredBy(config, res) !== targetColor)
           throw new OperationError(
-            `nginx does not serve ${targetColor}: HTTP ${res.status} ${res.error ?? ''}`
+            `nginx does not serve ${targetColor}: HTTP ${res.status} ${res.error ?? ''}` +
+              (misses.length ? ` (3 probes: ${[...misses, `HTTP ${res.status}`].join(', ')})` : '')
           )
         const failed = await runtime.state(failedColor())
         const schema = config.database ? await currentSchemaVersion(config.database) : undefined
         const want = backupSchemaVersion(b)
         if (config.database && want !== undefined && schema !== want)
           throw new OperationError(`the schema is at ${schema ?? 'no version'}, not the backup's ${want}`)
+        const onCommit = systemd ? await systemd.gitCommit(targetColor) : undefined
+        if (systemd && onCommit !== needCheckout().to)
+          throw new OperationError(
+            `${targetColor}'s checkout is at ${onCommit ?? '?'}, not the backup's recorded ${needCheckout().to}`,
+            'checkout_failed'
+          )
         return (
-          `${record.from ?? '?'} → ${record.to ?? '?'} from backup ${b.id}: nginx serves ${label(targetColor)}; ` +
+          `${record.from ?? '?'} → ${record.to ?? '?'} from backup ${b.id}: nginx serves ${label(targetColor)}` +
+          (misses.length ? ` (after ${misses.length} failed probe(s): ${misses.join(', ')})` : '') +
+          '; ' +
           `${label(failedColor())} ${failed.detail}` +
           (config.database ? `; schema ${schema ?? 'unrecorded'}` : '') +
+          (onCommit ? `; ${targetColor} on commit ${short(onCommit)} (the backup's)` : '') +
           (record.dataLoss ? `; database restored to ${record.dataLoss.restoredTo} (Method 2)` : '')
         )
       }

@@ -173,6 +173,14 @@ function unit(description: string, execStart: string, extra: string[] = []): str
   ].join('\n')
 }
 
+export interface SystemdContainerOptions {
+  /**
+   * More files for each release commit of the checkouts, by path relative to the checkout (e.g. a `status` file
+   * for backout's readiness probe): committed with `health` and `VERSION` in v1 and in v2.
+   */
+  files?: (version: 'v1' | 'v2') => Record<string, string>
+}
+
 /**
  * Builds (or loads from the cache) the image, boots systemd in a container on `engine`, and installs the
  * units and checkouts. The engine's stop() removes the container too; stop() here removes it at once.
@@ -180,7 +188,8 @@ function unit(description: string, execStart: string, extra: string[] = []): str
 export async function startSystemdContainer(
   engine: DockerEngine,
   hostPorts: { blue: number; green: number },
-  log: (line: string) => void = () => undefined
+  log: (line: string) => void = () => undefined,
+  options: SystemdContainerOptions = {}
 ): Promise<SystemdContainer> {
   if (!DOCKER_CLI) throw new Error(noSystemdReason)
   const docker = [DOCKER_CLI, '-H', `unix://${engine.socket}`]
@@ -298,9 +307,14 @@ export async function startSystemdContainer(
     const repo = '/srv/vbrpg-blue'
     await checked([...exec, 'mkdir', '-p', repo])
     await git('-C', repo, 'init', '--quiet', '--initial-branch=main')
-    for (const version of ['v1', 'v2']) {
+    for (const version of ['v1', 'v2'] as const) {
       await writeIn(exec, `${repo}/health`, JSON.stringify({ status: 'healthy', version }) + '\n')
       await writeIn(exec, `${repo}/VERSION`, `${version}\n`)
+      for (const [file, content] of Object.entries(options.files?.(version) ?? {})) {
+        if (path.isAbsolute(file) || file.split('/').includes('..'))
+          throw new Error(`startSystemdContainer: files: ${file} is not a path inside the checkout`)
+        await writeIn(exec, `${repo}/${file}`, content)
+      }
       await git('-C', repo, 'add', '--all')
       await git('-C', repo, 'commit', '--quiet', '-m', `release ${version}`)
       await git('-C', repo, 'tag', version)
