@@ -34,7 +34,13 @@ import { pgQuery } from '../src/drivers/database'
 import { runChecked, runCommand } from '../src/drivers/exec'
 import { logicalRestore } from '../src/drivers/postgres-backup'
 import { freePort } from '../src/drivers/net'
-import { asPostgresUser, describeCluster, mkdirForPostgres, startCluster, stopCluster } from '../src/drivers/postgres-cluster'
+import {
+  asPostgresUser,
+  describeCluster,
+  mkdirForPostgres,
+  startCluster,
+  stopCluster
+} from '../src/drivers/postgres-cluster'
 import { rollback } from '../src/engine/rollback'
 import { createService, type Service } from '../src/engine/service'
 import { takeSnapshot } from '../src/engine/snapshot'
@@ -97,7 +103,13 @@ async function withSandbox<T>(
 /** Things started inside the current sandbox besides the sandbox itself (stopped before it goes down). */
 let sandboxExtras: (() => Promise<void>)[] = []
 
-function parseWrk(out: string): { requests: number; rps: number; non2xx: number; socketErrors: number; p99: string } {
+function parseWrk(out: string): {
+  requests: number
+  rps: number
+  non2xx: number
+  socketErrors: number
+  p99: string
+} {
   const requests = Number(/(\d+) requests in/.exec(out)?.[1] ?? 0)
   const rps = Number(/Requests\/sec:\s+([\d.]+)/.exec(out)?.[1] ?? 0)
   const non2xx = Number(/Non-2xx or 3xx responses: (\d+)/.exec(out)?.[1] ?? 0)
@@ -107,7 +119,8 @@ function parseWrk(out: string): { requests: number; rps: number; non2xx: number;
   return { requests, rps, non2xx, socketErrors, p99 }
 }
 
-const stepMs = (record: RunRecord, name: string): number => record.steps.find(s => s.name === name)?.durationMs ?? NaN
+const stepMs = (record: RunRecord, name: string): number =>
+  record.steps.find(s => s.name === name)?.durationMs ?? NaN
 
 /** 1. Level 1 under load: wrk through nginx while the switch happens. */
 async function benchLoad(): Promise<void> {
@@ -117,7 +130,12 @@ async function benchLoad(): Promise<void> {
       const service = createService(loadConfig(config), log)
       const wrk = runCommand(['wrk', '-t2', '-c32', '-d6s', '--latency', `${url}/health`])
       await new Promise(r => setTimeout(r, 2000))
-      const { record, error } = await rollback(service, { level: 1, reason: 'bench', dryRun: false, confirm: () => Promise.resolve(true) })
+      const { record, error } = await rollback(service, {
+        level: 1,
+        reason: 'bench',
+        dryRun: false,
+        confirm: () => Promise.resolve(true)
+      })
       if (error) throw error instanceof Error ? error : new Error('rollback failed')
       const w = parseWrk((await wrk).stdout)
       const switchDetail = record.steps.find(s => s.name === 'Switch traffic')?.detail ?? ''
@@ -227,7 +245,11 @@ class Counter extends Transform {
  * one's output goes to outFile, fsynced like backout's own outputs, or is counted and dropped. Rejects, with the
  * failing command's stderr, when any exits non-zero or timeoutMs passes (every child is then killed).
  */
-async function pipe(cmds: string[][], outFile?: string, timeoutMs = 300_000): Promise<{ ms: number; bytes: number }> {
+async function pipe(
+  cmds: string[][],
+  outFile?: string,
+  timeoutMs = 300_000
+): Promise<{ ms: number; bytes: number }> {
   const started = performance.now()
   const signal = AbortSignal.timeout(timeoutMs)
   const procs = cmds.map(argv => {
@@ -242,7 +264,11 @@ async function pipe(cmds: string[][], outFile?: string, timeoutMs = 300_000): Pr
       child.on('close', (code, sig) =>
         code === 0
           ? resolve()
-          : reject(new Error(`${argv.join(' ')} exited ${code ?? sig}: ${Buffer.concat(err).toString().trim().slice(-600)}`))
+          : reject(
+              new Error(
+                `${argv.join(' ')} exited ${code ?? sig}: ${Buffer.concat(err).toString().trim().slice(-600)}`
+              )
+            )
       )
     })
     return { child, exited }
@@ -250,7 +276,8 @@ async function pipe(cmds: string[][], outFile?: string, timeoutMs = 300_000): Pr
   procs[0]!.child.stdin.end()
   const counter = new Counter()
   const links: Promise<unknown>[] = []
-  for (let i = 0; i + 1 < procs.length; i++) links.push(pipeline(procs[i]!.child.stdout, procs[i + 1]!.child.stdin))
+  for (let i = 0; i + 1 < procs.length; i++)
+    links.push(pipeline(procs[i]!.child.stdout, procs[i + 1]!.child.stdin))
   const tail = procs[procs.length - 1]!.child.stdout
   if (outFile) links.push(pipeline(tail, counter, createWriteStream(outFile, { flags: 'wx' })))
   else {
@@ -288,7 +315,15 @@ async function diskRate(dir: string): Promise<{ writeMBs: number; readMBs: numbe
   const file = path.join(dir, 'dd-test')
   const bytes = 256 * 4 * 2 ** 20
   try {
-    const w = await timed(['dd', 'if=/dev/zero', `of=${file}`, 'bs=4M', 'count=256', 'conv=fsync', 'status=none'])
+    const w = await timed([
+      'dd',
+      'if=/dev/zero',
+      `of=${file}`,
+      'bs=4M',
+      'count=256',
+      'conv=fsync',
+      'status=none'
+    ])
     const r = await timed(['dd', `if=${file}`, 'of=/dev/null', 'bs=4M', 'iflag=direct', 'status=none'])
     return { writeMBs: bytes / MB / (w / 1000), readMBs: bytes / MB / (r / 1000) }
   } finally {
@@ -329,7 +364,8 @@ function fillVolume(dir: string, total: number): void {
         template.copy(buf, 0, rot)
         template.copy(buf, block - rot, 0, rot)
         const rnd = randomBytes((block / 128) * 16)
-        for (let i = 0; i < block / 128; i++) buf.write(rnd.toString('hex', i * 16, i * 16 + 16), i * 128 + 48, 'latin1')
+        for (let i = 0; i < block / 128; i++)
+          buf.write(rnd.toString('hex', i * 16, i * 16 + 16), i * 128 + 48, 'latin1')
         writeSync(fd, buf)
       }
       fsyncSync(fd)
@@ -377,7 +413,8 @@ interface SnapshotFigures {
 /** 3. Snapshot: backout's takeSnapshot vs the runbook's recipe vs the raw tools, side by side. */
 async function benchSnapshot(b: Big): Promise<SnapshotFigures> {
   const { out, bin, url, vol } = b
-  const fileSize = (backup: BackupInfo, p: string): number => backup.manifest.files.find(f => f.path === p)?.size ?? 0
+  const fileSize = (backup: BackupInfo, p: string): number =>
+    backup.manifest.files.find(f => f.path === p)?.size ?? 0
 
   // backout
   let started = performance.now()
@@ -391,7 +428,12 @@ async function benchSnapshot(b: Big): Promise<SnapshotFigures> {
   const tDump = mt('database/dump.tar.zst')
   const tBase = mt('database/base.tar.zst')
   const tManifest = mt('manifest.json')
-  const phase = { data: tData - wallStart, dump: tDump - tData, base: tBase - tDump, manifest: tManifest - tBase }
+  const phase = {
+    data: tData - wallStart,
+    dump: tDump - tData,
+    base: tBase - tDump,
+    manifest: tManifest - tBase
+  }
   const dumpSize = fileSize(backup, 'database/dump.tar.zst')
   const baseSize = fileSize(backup, 'database/base.tar.zst')
   const dataSize = fileSize(backup, 'data/godot-data.tar.zst')
@@ -403,16 +445,31 @@ async function benchSnapshot(b: Big): Promise<SnapshotFigures> {
   // the runbook's recipe
   mkdirSync(path.join(out, 'recipe'))
   const recipeDb = await pipe(
-    [[bin('pg_dump'), '-d', url()], ['gzip', '-c']],
+    [
+      [bin('pg_dump'), '-d', url()],
+      ['gzip', '-c']
+    ],
     path.join(out, 'recipe/db.sql.gz')
   )
   const recipeVol = await pipe([['tar', '-C', vol, '-czf', '-', '.']], path.join(out, 'recipe/volume.tar.gz'))
 
   // the raw tools
   mkdirSync(path.join(out, 'raw'))
-  const rawDumpMs = await timed([bin('pg_dump'), '-Fd', '-j2', '-Z0', '-f', path.join(out, 'raw/dump'), '-d', url()])
+  const rawDumpMs = await timed([
+    bin('pg_dump'),
+    '-Fd',
+    '-j2',
+    '-Z0',
+    '-f',
+    path.join(out, 'raw/dump'),
+    '-d',
+    url()
+  ])
   const rawDumpZ = await pipe(
-    [['tar', '-C', path.join(out, 'raw/dump'), '-cf', '-', '.'], ['zstd', '-q', '-3', '-T2', '-c']],
+    [
+      ['tar', '-C', path.join(out, 'raw/dump'), '-cf', '-', '.'],
+      ['zstd', '-q', '-3', '-T2', '-c']
+    ],
     path.join(out, 'raw/dump.tar.zst')
   )
   mkdirForPostgres(path.join(out, 'raw/base'))
@@ -437,7 +494,10 @@ async function benchSnapshot(b: Big): Promise<SnapshotFigures> {
   )
   const rawBaseBytes = await duBytes(path.join(out, 'raw/base'))
   const rawVol = await pipe(
-    [['tar', '-C', vol, '--numeric-owner', '-cf', '-', '.'], ['zstd', '-q', '-1', '-T2', '-c']],
+    [
+      ['tar', '-C', vol, '--numeric-owner', '-cf', '-', '.'],
+      ['zstd', '-q', '-1', '-T2', '-c']
+    ],
     path.join(out, 'raw/volume.tar.zst')
   )
   rmSync(path.join(out, 'raw/dump.tar.zst'), { force: true }) // the restore uses the directory itself
@@ -532,7 +592,16 @@ async function benchRestore(b: Big, snap: SnapshotFigures): Promise<void> {
   const withPreflight = restoreMs + step('Pre-flight checks')
 
   // the recipe: gunzip | psql into a fresh database; tar xzf
-  await runChecked([bin('createdb'), '-h', '127.0.0.1', '-p', String(b.state.ports.postgres), '-U', 'postgres', 'recipe_restore'])
+  await runChecked([
+    bin('createdb'),
+    '-h',
+    '127.0.0.1',
+    '-p',
+    String(b.state.ports.postgres),
+    '-U',
+    'postgres',
+    'recipe_restore'
+  ])
   const recipeDb = await pipe(
     [
       ['gzip', '-dc', path.join(out, 'recipe/db.sql.gz')],
@@ -543,16 +612,34 @@ async function benchRestore(b: Big, snap: SnapshotFigures): Promise<void> {
   )
   await dropDb('recipe_restore')
   mkdirSync(path.join(out, 'recipe-volume'))
-  const recipeVolMs = await timed(['tar', '-C', path.join(out, 'recipe-volume'), '-xzf', path.join(out, 'recipe/volume.tar.gz')])
+  const recipeVolMs = await timed([
+    'tar',
+    '-C',
+    path.join(out, 'recipe-volume'),
+    '-xzf',
+    path.join(out, 'recipe/volume.tar.gz')
+  ])
   rmSync(path.join(out, 'recipe-volume'), { recursive: true, force: true })
   const recipeMs = recipeDb.ms + recipeVolMs
 
   // the raw tools: pg_restore -j2 from the directory dump; the base backup copied and started; zstd -d | tar x
   let started = performance.now()
-  await runChecked([bin('createdb'), '-h', '127.0.0.1', '-p', String(b.state.ports.postgres), '-U', 'postgres', 'raw_restore'])
-  await runChecked([bin('pg_restore'), '-j2', '--exit-on-error', '-d', url('raw_restore'), path.join(out, 'raw/dump')], {
-    timeoutMs: 400_000
-  })
+  await runChecked([
+    bin('createdb'),
+    '-h',
+    '127.0.0.1',
+    '-p',
+    String(b.state.ports.postgres),
+    '-U',
+    'postgres',
+    'raw_restore'
+  ])
+  await runChecked(
+    [bin('pg_restore'), '-j2', '--exit-on-error', '-d', url('raw_restore'), path.join(out, 'raw/dump')],
+    {
+      timeoutMs: 400_000
+    }
+  )
   const rawRestoreMs = performance.now() - started
   await dropDb('raw_restore')
 
@@ -568,7 +655,10 @@ async function benchRestore(b: Big, snap: SnapshotFigures): Promise<void> {
 
   const copy = path.join(b.dir, 'pg', 'raw-base-copy')
   const port = await freePort()
-  const cluster = describeCluster({ dataDir: copy, port, socketDir: path.join(b.dir, 'pg', 'run') }, b.state.pgBinDir)
+  const cluster = describeCluster(
+    { dataDir: copy, port, socketDir: path.join(b.dir, 'pg', 'run') },
+    b.state.pgBinDir
+  )
   const stopCopy = (): Promise<void> => stopCluster(cluster, 'immediate').catch(() => undefined)
   sandboxExtras.push(stopCopy)
   started = performance.now()
@@ -621,7 +711,9 @@ async function benchRestore(b: Big, snap: SnapshotFigures): Promise<void> {
         `keep the dump as a directory with pg_dump -Fd -Z zstd so that pg_restore reads the compressed files directly.`
       ].join('\n')
     )
-  const rows = record.steps.map(s => `| ${s.name} | ${secs(s.durationMs)} | ${s.detail.replace(/\|/g, '\\|').slice(0, 160)} |`)
+  const rows = record.steps.map(
+    s => `| ${s.name} | ${secs(s.durationMs)} | ${s.detail.replace(/\|/g, '\\|').slice(0, 160)} |`
+  )
   sections.push(
     [
       '## 4. Level 3 restore of the same',
@@ -678,7 +770,9 @@ async function benchBig(restore: boolean): Promise<void> {
       const disk = await diskRate(out)
       let started = performance.now()
       const psqlArgs = FILL_SQL.flatMap(sql => ['-c', sql])
-      await runChecked([bin('psql'), '-X', '-q', '-v', 'ON_ERROR_STOP=1', '-d', url(), ...psqlArgs], { timeoutMs: 240_000 })
+      await runChecked([bin('psql'), '-X', '-q', '-v', 'ON_ERROR_STOP=1', '-d', url(), ...psqlArgs], {
+        timeoutMs: 240_000
+      })
       const fillDbMs = performance.now() - started
       const vol = service.config.data[0]!.path
       started = performance.now()
@@ -713,14 +807,23 @@ async function benchColdStart(): Promise<void> {
     const times: number[] = []
     for (let i = 0; i < 11; i++) {
       const started = performance.now()
-      await runCommand([process.execPath, path.join(root, 'dist', name, 'index.js'), ...(name === 'cli' ? ['--help'] : [])], {
-        env: { PATH: process.env.PATH, INPUT_CONFIG: '/nonexistent/backout.yml', GITHUB_OUTPUT: '/dev/null' }
-      })
+      await runCommand(
+        [process.execPath, path.join(root, 'dist', name, 'index.js'), ...(name === 'cli' ? ['--help'] : [])],
+        {
+          env: {
+            PATH: process.env.PATH,
+            INPUT_CONFIG: '/nonexistent/backout.yml',
+            GITHUB_OUTPUT: '/dev/null'
+          }
+        }
+      )
       times.push(performance.now() - started)
     }
     times.sort((a, b) => a - b)
     const median = times[5]!
-    rows.push(`| ${name} | ${median.toFixed(0)} ms | ${times[0]!.toFixed(0)} ms | ${median <= 150 ? 'met' : 'missed'} |`)
+    rows.push(
+      `| ${name} | ${median.toFixed(0)} ms | ${times[0]!.toFixed(0)} ms | ${median <= 150 ? 'met' : 'missed'} |`
+    )
   }
   sections.push(
     [
@@ -745,7 +848,8 @@ async function main(): Promise<void> {
   if (only.includes('snapshot') || only.includes('restore')) await benchBig(only.includes('restore'))
   if (only.includes('coldstart')) await benchColdStart()
   const node = process.version
-  const nginx = execFileSync('nginx', ['-v'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] }) || 'nginx'
+  const nginx =
+    execFileSync('nginx', ['-v'], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] }) || 'nginx'
   const machine = `${cpus().length} × ${cpus()[0]?.model ?? 'cpu'}, ${(totalmem() / 2 ** 30).toFixed(0)} GiB, Node ${node}${nginx ? '' : ''}`
   const text = [
     '# backout benchmarks',

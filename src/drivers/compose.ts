@@ -159,7 +159,6 @@ function dockerError(e: unknown, endpoint: string): unknown {
   return e
 }
 
-
 const tail = (r: CommandResult): string => (r.stderr || r.stdout).trim().split('\n').slice(-6).join('\n')
 
 /** Hints for the compose failures the runbook lists under Common Issues. */

@@ -63,7 +63,6 @@ export function startDetached(spec: StartSpec): number {
   }
 }
 
-
 /**
  * Stops a process gracefully: SIGTERM, then up to timeoutMs for it to exit, then SIGKILL.
  * Returns how it ended. A process that is not running is already stopped.

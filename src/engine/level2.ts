@@ -161,6 +161,14 @@ async function planDatabase(service: Service, backup: BackupInfo, dryRun: boolea
       summary: `${why} — will restore the database from backup ${backup.id} (Method 2; data written since the backup is lost; ${checked})`
     }
   }
+  // Method 1 falls back to Method 2 when a script fails midway: that fallback must be sound before anything
+  // stops, so a damaged dump (or one of another database) refuses here, not after the service is down.
+  const checkFallback = async (): Promise<string> => {
+    if (!hasDatabaseDump(db, backup)) return ''
+    const checked = await checkDatabaseBackup(service, backup, { log: service.log })
+    if (dryRun) discardPreparedBase(service, backup.id)
+    return ` (fallback checked: ${checked})`
+  }
   if (target === undefined) return restore(`backup ${backup.id} records no schema version`)
   const current = await currentSchemaVersion(db)
   if (current === target)
@@ -174,11 +182,13 @@ async function planDatabase(service: Service, backup: BackupInfo, dryRun: boolea
     if (!existsSync(rollbackDir)) return restore(`there is no rollback directory ${rollbackDir}`)
     const plan = await loadDownPlan({ connection: { url: db.url }, rollbackDir, target: Number(target) })
     if (plan.missing.length > 0) return restore(`no down script for version ${plan.missing.join(', ')}`)
+    let sql: string
     try {
-      return { method: 'sql', summary: describeDownPlan(plan), plan, sql: downSql(plan) }
+      sql = downSql(plan)
     } catch (e) {
       return restore(`the down scripts cannot run: ${messageOf(e)}`)
     }
+    return { method: 'sql', summary: describeDownPlan(plan) + (await checkFallback()), plan, sql }
   }
   if (m?.kind === 'alembic') {
     const alembic = alembicFor(db, service.log)
@@ -216,7 +226,8 @@ async function planDatabase(service: Service, backup: BackupInfo, dryRun: boolea
       sql,
       summary:
         `alembic downgrade ${from.join(', ') || 'base'} → ${revision} (the backup's revision)` +
-        (mismatch ? `; version mismatch (Scenario 2): ${mismatch}` : '')
+        (mismatch ? `; version mismatch (Scenario 2): ${mismatch}` : '') +
+        (await checkFallback())
     }
   }
   return restore(

@@ -221,18 +221,13 @@ describe('known gaps: broken backups that are not refused today (each in its own
     sb = undefined
   })
 
-  // Level 2 pre-flight (level2.ts, Preparation → chooseTarget + planDatabase) checks the target's checksums only.
-  // When Method 1 (down scripts) is planned, the target's dump — the Method 2 fallback — is never read:
-  // checkDatabaseBackup (pg_restore --list) runs only when planDatabase picks 'restore'. A dump corrupted under a
-  // lying manifest is accepted as the fallback and green is stopped.
-  test.failing(
-    'Level 2: a corrupt dump under a lying manifest (its Method 2 fallback) is refused',
-    async () => {
-      sb = await startSandbox()
-      const id = brokenCopy(sb, 'lie', 'database/dump.tar.zst')
-      await expectRefused(sb, 2, id, [/dump\.tar\.zst is corrupt/], 'lie database/dump.tar.zst')
-    }
-  )
+  // Level 2 pre-flight checks the Method 2 fallback (the target's dump) even when Method 1 (down scripts) is
+  // planned: a dump corrupted under a lying manifest refuses before green is stopped.
+  test('Level 2: a corrupt dump under a lying manifest (its Method 2 fallback) is refused', async () => {
+    sb = await startSandbox()
+    const id = brokenCopy(sb, 'lie', 'database/dump.tar.zst')
+    await expectRefused(sb, 2, id, [/dump\.tar\.zst is corrupt/], 'lie database/dump.tar.zst')
+  })
 
   // manifest.json covers every file but nothing covers manifest.json: no digest of it is kept outside the backup
   // (state/, the history log). A plain config file edited together with its manifest entry passes store.verify,

@@ -18,12 +18,18 @@ test.each(Array.from({ length: LEVEL1_STEPS - 1 }, (_, i) => i + 1))(
   async n => {
     const sb = await startSandbox()
     try {
-      const crashed = await runCli(['--config', sb.config, 'rollback', '--quick'], { env: { BACKOUT_TEST_CRASH_AFTER_STEP: String(n) } })
+      const crashed = await runCli(['--config', sb.config, 'rollback', '--quick'], {
+        env: { BACKOUT_TEST_CRASH_AFTER_STEP: String(n) }
+      })
       expect(crashed.code).not.toBe(0) // killed by SIGKILL
       crashPoints++
       const again = await runCli(['--config', sb.config, '--json', 'rollback', '--quick'])
       expect(again.code).toBe(0)
-      const record = JSON.parse(again.stdout) as { resumedFrom?: { id: string }; safetyBackupId: string; to: string }
+      const record = JSON.parse(again.stdout) as {
+        resumedFrom?: { id: string }
+        safetyBackupId: string
+        to: string
+      }
       expect(record.resumedFrom).toBeDefined()
       expect(record.to).toBe('v2.4.9')
       expect(new Set(await whoServes(sb.nginxUrl, 20))).toEqual(new Set(['blue']))

@@ -60,11 +60,16 @@ test('ChatOps: any comment parses without throwing; a command it accepts is stri
 
 test('ChatOps authorization: only created comments by write/maintain/admin, never from forks', () => {
   fc.assert(
-    fc.property(fc.string(), fc.boolean(), fc.oneof(fc.constant('created'), fc.string()), (role, isFork, action) => {
-      count('authorize')
-      const ok = authorize({ role_name: role, isFork, action }).allowed
-      expect(ok).toBe(action === 'created' && !isFork && ['write', 'maintain', 'admin'].includes(role))
-    }),
+    fc.property(
+      fc.string(),
+      fc.boolean(),
+      fc.oneof(fc.constant('created'), fc.string()),
+      (role, isFork, action) => {
+        count('authorize')
+        const ok = authorize({ role_name: role, isFork, action }).allowed
+        expect(ok).toBe(action === 'created' && !isFork && ['write', 'maintain', 'admin'].includes(role))
+      }
+    ),
     { numRuns: RUNS }
   )
 })
@@ -129,7 +134,15 @@ test('history reasons: any text round-trips through one line of the runbook form
   fc.assert(
     fc.property(fc.string({ unit: 'grapheme' }), reason => {
       count('history')
-      const line = formatHistoryLine({ at: new Date(0), level: 2, from: 'v2', to: 'v1', durationSeconds: 1, status: 'success', reason })
+      const line = formatHistoryLine({
+        at: new Date(0),
+        level: 2,
+        from: 'v2',
+        to: 'v1',
+        durationSeconds: 1,
+        status: 'success',
+        reason
+      })
       expect(line.includes('\n')).toBe(false)
       const back = parseHistoryLine(line)
       expect(back?.reason).toBe(reason.replace(/[\r\n]+/g, ' '))
