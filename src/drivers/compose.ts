@@ -1,6 +1,6 @@
 import { existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import path from 'node:path'
-import Dockerode from 'dockerode'
+import type Dockerode from 'dockerode'
 import { parse, stringify } from 'yaml'
 import type { Color, Config } from '../core/config'
 import { OperationError, UserError, messageOf } from '../core/errors'
@@ -118,7 +118,17 @@ export interface ComposeRuntime extends Runtime {
 }
 
 /** A Docker client for the DOCKER_HOST in env (unix://, tcp://), else docker-modem's defaults. */
+/**
+ * dockerode (and its ssh2 stack) is loaded on first use: every action bundle carries it, and loading it up
+ * front would cost each cold start ~80 ms whether or not the service runs on Docker.
+ */
+function loadDockerode(): typeof Dockerode {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  return require('dockerode') as typeof Dockerode
+}
+
 export function dockerFor(env: NodeJS.ProcessEnv = process.env): Dockerode {
+  const Dockerode = loadDockerode()
   const host = env.DOCKER_HOST
   if (host?.startsWith('unix://')) return new Dockerode({ socketPath: host.slice('unix://'.length) })
   if (host?.startsWith('tcp://')) {
