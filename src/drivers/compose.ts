@@ -479,6 +479,7 @@ export function createComposeRuntime(config: Config, options: ComposeRuntimeOpti
           )
         }
         await sleep(Math.min(intervalMs, Math.max(0, deadline - Date.now())), signal)
+        signal?.throwIfAborted()
       }
     }
   }
