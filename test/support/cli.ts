@@ -1,4 +1,5 @@
 import { mkdtempSync, rmSync, chmodSync } from 'node:fs'
+import http from 'node:http'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
 import { runCommand, type CommandResult } from '../../src/drivers/exec'
@@ -42,13 +43,32 @@ export async function startSandbox(extra: string[] = []): Promise<TestSandbox> {
   }
 }
 
+/** GET url on a fresh connection (no pooled keep-alive socket that a finished sandbox's nginx closed). */
+function getOnce(url: string): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    http
+      .get(url, { agent: false }, res => {
+        const chunks: Buffer[] = []
+        res.on('data', (c: Buffer) => chunks.push(c))
+        res.on('end', () =>
+          resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString('utf8') })
+        )
+      })
+      .on('error', reject)
+  })
+}
+
 /** Sends n requests through nginx; returns which environment answered each (or the HTTP status). */
 export async function whoServes(url: string, n: number): Promise<string[]> {
   const answers: string[] = []
   for (let i = 0; i < n; i++) {
-    const res = await fetch(`${url}/health`)
-    const body = (await res.json()) as { environment?: string }
-    answers.push(res.ok ? (body.environment ?? 'unknown') : `HTTP ${res.status}`)
+    const res = await getOnce(`${url}/health`)
+    const ok = res.status >= 200 && res.status < 300
+    answers.push(
+      ok
+        ? ((JSON.parse(res.body) as { environment?: string }).environment ?? 'unknown')
+        : `HTTP ${res.status}`
+    )
   }
   return answers
 }
