@@ -1,4 +1,13 @@
-import { existsSync, readFileSync, renameSync, writeFileSync, copyFileSync, rmSync } from 'node:fs'
+import {
+  existsSync,
+  readFileSync,
+  readdirSync,
+  renameSync,
+  writeFileSync,
+  copyFileSync,
+  rmSync
+} from 'node:fs'
+import { sleep } from './sleep'
 import { runCommand } from './exec'
 import { UserError, OperationError } from '../core/errors'
 import { renderUpstream, parseUpstream } from '../core/upstream'
@@ -51,6 +60,7 @@ export function createNginx(settings: NginxSettings): Nginx {
           'nginx_config_invalid'
         )
       }
+      const before = oldWorkers(settings.reload)
       const reload = await runCommand(settings.reload)
       if (reload.code !== 0) {
         if (hadOld) renameSync(previous, file)
@@ -61,6 +71,48 @@ export function createNginx(settings: NginxSettings): Nginx {
         )
       }
       rmSync(previous, { force: true })
+      // A reload is done when the old workers stop accepting connections (they finish what they hold).
+      await waitForShutdown(before)
     }
   }
+}
+
+function cmdline(pid: string): string {
+  try {
+    return readFileSync(`/proc/${pid}/cmdline`, 'utf8').replace(/\0/g, ' ').trim()
+  } catch {
+    return ''
+  }
+}
+
+function parentOf(pid: string): string {
+  try {
+    return /^PPid:\s+(\d+)/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))?.[1] ?? ''
+  } catch {
+    return ''
+  }
+}
+
+/**
+ * The worker PIDs of the nginx master this reload command talks to (matched by its -c config path, or the
+ * only master there is). Empty where /proc is not readable: then the reload is trusted as it returns.
+ */
+function oldWorkers(reload: readonly string[]): string[] {
+  let pids: string[]
+  try {
+    pids = readdirSync('/proc').filter(p => /^\d+$/.test(p))
+  } catch {
+    return []
+  }
+  const conf = reload[reload.indexOf('-c') + 1]
+  const masters = pids.filter(p => cmdline(p).startsWith('nginx: master process'))
+  const mine = reload.includes('-c') && conf ? masters.filter(p => cmdline(p).includes(conf)) : masters
+  if (mine.length !== 1) return []
+  return pids.filter(p => parentOf(p) === mine[0] && cmdline(p) === 'nginx: worker process')
+}
+
+/** Waits (up to 5 s) until each old worker has exited or is shutting down, so new connections reach new workers. */
+async function waitForShutdown(workers: readonly string[]): Promise<void> {
+  const deadline = Date.now() + 5000
+  while (Date.now() < deadline && workers.some(p => cmdline(p) === 'nginx: worker process')) await sleep(10)
 }
