@@ -398,6 +398,10 @@ export function buildProgram(log: Logger, setExit: (code: number) => void): Comm
     .action(async () => {
       const service = serviceFrom(globals(), log)
       const backups = service.store.list()
+      for (const d of service.store.unreadable())
+        log.warn(
+          `${d.id} is not listed: its ${d.why} — it cannot be verified or restored; remove it when you no longer need it`
+        )
       const now = Date.now()
       const windows = await Promise.all(
         backups.map(b => recoverableWindow(service, b).catch(() => undefined))
@@ -442,6 +446,20 @@ export function buildProgram(log: Logger, setExit: (code: number) => void): Comm
         report
       )
       if (!report.ok) setExit(EXIT.failed)
+    })
+
+  program
+    .command('seal <id>')
+    .description(
+      "accept a backup made elsewhere (or a manifest you edited): check every file against its manifest, then seal the manifest with this host's key"
+    )
+    .action(async (id: string) => {
+      const service = serviceFrom(globals(), log)
+      const info = await service.store.seal(id)
+      out().result(
+        `backup ${id}: ${info.manifest.files.length} files match its manifest; sealed with key ${info.manifest.seal?.keyId ?? '?'}`,
+        { id, seal: { keyId: info.manifest.seal?.keyId } }
+      )
     })
 
   program

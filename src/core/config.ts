@@ -195,7 +195,14 @@ export const configSchema = z
       .object({
         dir: z.string().describe('where backups live, one directory per backup id'),
         keep: z.number().int().min(1).default(10),
-        keepDays: z.number().positive().default(7)
+        keepDays: z.number().positive().default(7),
+        sealKey: z
+          .string()
+          .optional()
+          .describe(
+            'secret (at least 32 characters) that seals each manifest.json (HMAC-SHA256), e.g. ${BACKOUT_SEAL_KEY}; default: a key generated ' +
+              "in state.dir/seal.key. Share one key across the hosts that restore each other's backups"
+          )
       })
       .strict(),
     state: z

@@ -1,3 +1,6 @@
+import { createHash, createHmac, timingSafeEqual } from 'node:crypto'
+import stableStringify from 'fast-json-stable-stringify'
+
 /** manifest.json: the size and sha256 of every file of a backup, written last. */
 export const MANIFEST_SCHEMA = 'backout.manifest/v1'
 
@@ -24,6 +27,18 @@ export interface Manifest {
   /** The database as captured; absent when the service has none. */
   database?: ManifestDatabase
   files: ManifestEntry[]
+  /**
+   * manifest.json covers every file; the seal covers manifest.json: an HMAC-SHA256, with a key kept outside the
+   * backup directory, over the manifest's canonical JSON (sorted keys) without the seal.
+   */
+  seal?: ManifestSeal
+}
+
+export interface ManifestSeal {
+  alg: 'hmac-sha256'
+  /** The first 16 hex digits of the key's sha256: names the key without revealing it. */
+  keyId: string
+  mac: string
 }
 
 export interface ManifestData {
@@ -50,6 +65,8 @@ export interface ManifestBaseBackup {
   endTime?: string
   /** Bytes of the base backup before compression. */
   bytes: number
+  /** The system identifier in the base backup's pg_control: the cluster it is a copy of. */
+  systemIdentifier?: string
 }
 
 export interface ManifestDatabase {
@@ -65,6 +82,12 @@ export interface ManifestDatabase {
   base?: ManifestBaseBackup
   /** The WAL window at capture time (where WAL is archived): recovery can stop anywhere in it. */
   wal?: { archiveDir: string; earliest: string; latest?: string; continuous: boolean }
+  /**
+   * What ties the capture to this service's database, checked before a restore. The PostgreSQL cluster's system
+   * identifier (initdb's, kept by physical backups and restores) and the dump's own header: which database, when
+   * pg_dump wrote it, and the sha256 of its table of contents (toc.dat).
+   */
+  identity?: { systemIdentifier?: string; database?: string; dumpTocSha256?: string }
   /** Why part of the capture is missing (a base backup skipped, a safety capture that failed). */
   notes?: string[]
   /** Set when the capture failed (only tolerated for a safety backup of a broken database). */
@@ -93,4 +116,48 @@ export function manifestProblems(
       problems.push(`${want.path}: sha256 mismatch (file changed or corrupted)`)
   }
   return problems
+}
+
+/** The key's public name. */
+export function sealKeyId(key: string): string {
+  return createHash('sha256').update(key).digest('hex').slice(0, 16)
+}
+
+/** The manifest without its seal: what a seal covers. */
+export function withoutSeal(manifest: Manifest): Manifest {
+  const copy = { ...manifest }
+  delete copy.seal
+  return copy
+}
+
+/** The seal of a manifest (any seal it carries is left out of what is sealed). */
+export function sealManifest(manifest: Manifest, key: string): ManifestSeal {
+  const mac = createHmac('sha256', key)
+    .update(stableStringify(withoutSeal(manifest)))
+    .digest('hex')
+  return { alg: 'hmac-sha256', keyId: sealKeyId(key), mac }
+}
+
+/**
+ * What is wrong with a manifest's seal, with the remedy; undefined when it is sealed with this key and matches.
+ * Without a key (none configured and none generated on this host yet) nothing can be checked: that too is a problem.
+ */
+export function sealProblem(manifest: Manifest, key: string | undefined): string | undefined {
+  const trust = `if you trust this backup, \`backout seal ${manifest.id}\` checks its files and seals it with this host's key`
+  const seal = manifest.seal
+  if (!seal || seal.alg !== 'hmac-sha256' || typeof seal.mac !== 'string')
+    return `manifest.json: not sealed (not written by backout snapshot, or its seal was removed) — ${trust}`
+  if (!key)
+    return `manifest.json: sealed with key ${seal.keyId}, and this host has no seal key — set backups.sealKey to that key, or ${trust}`
+  const mine = sealKeyId(key)
+  if (seal.keyId !== mine)
+    return `manifest.json: sealed with key ${seal.keyId}, this host's key is ${mine} — set backups.sealKey to the key that sealed it, or ${trust}`
+  const want = Buffer.from(sealManifest(manifest, key).mac, 'hex')
+  const got = Buffer.from(seal.mac, 'hex')
+  if (got.length !== want.length || !timingSafeEqual(got, want))
+    return (
+      'manifest.json: seal does not match — the manifest was changed after the backup was taken; pick another ' +
+      `backup, or, if the change was yours, \`backout seal ${manifest.id}\` checks the files and reseals it`
+    )
+  return undefined
 }

@@ -1,6 +1,5 @@
-import { createHash } from 'node:crypto'
+import { randomBytes } from 'node:crypto'
 import {
-  createReadStream,
   existsSync,
   mkdirSync,
   readdirSync,
@@ -13,13 +12,27 @@ import {
 } from 'node:fs'
 import path from 'node:path'
 import { UserError } from '../core/errors'
+import { sha256File } from './archive'
 import {
   type Manifest,
   type ManifestEntry,
   MANIFEST_SCHEMA,
   isBackupId,
-  manifestProblems
+  manifestProblems,
+  sealManifest,
+  sealProblem,
+  withoutSeal
 } from '../core/manifest'
+
+/**
+ * Where the key that seals manifests comes from: backups.sealKey when set (one key shared by the hosts that restore
+ * each other's backups), else a key generated on first use into `file` (state.dir/seal.key, mode 0600) — outside
+ * the backup directory, so whoever can edit a backup cannot reseal its manifest.
+ */
+export interface SealKeySource {
+  key?: string
+  file: string
+}
 
 export interface BackupInfo {
   id: string
@@ -28,15 +41,7 @@ export interface BackupInfo {
   sizeBytes: number
 }
 
-export function sha256File(file: string): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const hash = createHash('sha256')
-    createReadStream(file)
-      .on('data', chunk => hash.update(chunk))
-      .on('error', reject)
-      .on('end', () => resolve(hash.digest('hex')))
-  })
-}
+export { sha256File }
 
 function walk(dir: string, base = dir): string[] {
   const out: string[] = []
@@ -71,7 +76,38 @@ export interface BackupWriter {
 
 /** The backup directory: one directory per backup id, each complete only once its manifest exists. */
 export class BackupStore {
-  constructor(readonly root: string) {}
+  /** Without a seal source, manifests are neither sealed nor checked for a seal (a store opened by a library user). */
+  constructor(
+    readonly root: string,
+    private readonly sealSource?: SealKeySource
+  ) {}
+
+  /** The seal key; with create, generated (and kept) when there is none yet. */
+  private sealKey(create: boolean): string | undefined {
+    const src = this.sealSource
+    if (!src) return undefined
+    if (src.key) return src.key
+    if (existsSync(src.file)) return readFileSync(src.file, 'utf8').trim() || undefined
+    if (!create) return undefined
+    mkdirSync(path.dirname(src.file), { recursive: true })
+    try {
+      writeFileSync(src.file, randomBytes(32).toString('hex') + '\n', { mode: 0o600, flag: 'wx' })
+    } catch (e) {
+      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e
+    }
+    return readFileSync(src.file, 'utf8').trim()
+  }
+
+  /** manifest.json with a fresh seal (when sealing is on), written to a temp name and renamed over the old one. */
+  private writeManifest(dir: string, manifest: Manifest): Manifest {
+    const key = this.sealKey(true)
+    const rest = withoutSeal(manifest)
+    const sealed: Manifest = key ? { ...rest, seal: sealManifest(rest, key) } : rest
+    const file = path.join(dir, 'manifest.json')
+    writeFileSync(`${file}.tmp`, JSON.stringify(sealed, null, 2) + '\n')
+    renameSync(`${file}.tmp`, file)
+    return sealed
+  }
 
   /** A path inside the store for an id, refusing anything that is not a backup id (no traversal). */
   pathOf(id: string): string {
@@ -120,14 +156,13 @@ export class BackupStore {
           const sha256 = known && known.size === size ? known.sha256 : await sha256File(full)
           files.push({ path: rel, size, sha256 })
         }
-        const manifest: Manifest = {
+        const manifest = this.writeManifest(dir, {
           schema: MANIFEST_SCHEMA,
           id,
           createdAt: new Date().toISOString(),
           ...meta,
           files
-        }
-        writeFileSync(path.join(dir, 'manifest.json'), JSON.stringify(manifest, null, 2) + '\n')
+        })
         renameSync(dir, final)
         return { id, dir: final, manifest, sizeBytes: files.reduce((s, f) => s + f.size, 0) }
       },
@@ -162,6 +197,13 @@ export class BackupStore {
     const dir = this.pathOf(id)
     const found = this.list().find(b => b.id === id)
     if (found) return found
+    const damaged = this.unreadableManifest(dir)
+    if (damaged)
+      throw new UserError(
+        `backup ${id} is damaged: ${dir}/manifest.json ${damaged}, so none of its files can be verified — pick ` +
+          `another backup (backout list)`,
+        'backup_corrupt'
+      )
     const there = this.list()
       .slice(0, 10)
       .map(b => `  ${b.id}  (${b.manifest.kind}, ${b.manifest.versions.live ?? '?'})`)
@@ -175,9 +217,33 @@ export class BackupStore {
     )
   }
 
-  /** Checks every file against the manifest; returns the problems (empty when the backup is intact). */
-  async verify(id: string): Promise<string[]> {
-    const info = this.get(id)
+  /** Backup directories whose manifest.json exists but cannot be read: never listed, named so they can be removed. */
+  unreadable(): { id: string; why: string }[] {
+    if (!existsSync(this.root)) return []
+    return readdirSync(this.root)
+      .filter(isBackupId)
+      .sort()
+      .flatMap(id => {
+        const why = this.unreadableManifest(path.join(this.root, id))
+        return why ? [{ id, why: `manifest.json ${why}` }] : []
+      })
+  }
+
+  /** Why a manifest.json that exists is not a manifest (undefined when it is one, or is absent). */
+  private unreadableManifest(dir: string): string | undefined {
+    const file = path.join(dir, 'manifest.json')
+    if (!existsSync(file)) return undefined
+    try {
+      const m = JSON.parse(readFileSync(file, 'utf8')) as Partial<Manifest>
+      if (m.schema !== MANIFEST_SCHEMA)
+        return `is not a ${MANIFEST_SCHEMA} manifest (schema ${String(m.schema)})`
+      return undefined
+    } catch (e) {
+      return `is not valid JSON (${e instanceof Error ? e.message : String(e)}; truncated or edited)`
+    }
+  }
+
+  private async fileProblems(info: BackupInfo): Promise<string[]> {
     const actual = new Map<string, ManifestEntry | undefined>()
     for (const want of info.manifest.files) {
       const full = path.join(info.dir, want.path)
@@ -185,5 +251,31 @@ export class BackupStore {
       actual.set(want.path, { path: want.path, size: statSync(full).size, sha256: await sha256File(full) })
     }
     return manifestProblems(info.manifest, actual)
+  }
+
+  /**
+   * Checks the manifest's seal (when sealing is on) and every file against the manifest; returns the problems
+   * (empty when the backup is intact).
+   */
+  async verify(id: string): Promise<string[]> {
+    const info = this.get(id)
+    const seal = this.sealSource ? sealProblem(info.manifest, this.sealKey(false)) : undefined
+    return [...(seal ? [seal] : []), ...(await this.fileProblems(info))]
+  }
+
+  /**
+   * Seals a backup's manifest with this host's key, after checking every file against it: how an operator accepts a
+   * backup made elsewhere (or a manifest they edited). Refuses a backup whose files do not match.
+   */
+  async seal(id: string): Promise<BackupInfo> {
+    if (!this.sealSource) throw new Error('this backup store has no seal key source')
+    const info = this.get(id)
+    const problems = await this.fileProblems(info)
+    if (problems.length)
+      throw new UserError(
+        `backup ${id} is damaged, not sealed: ${problems.slice(0, 5).join('; ')} — pick another backup`,
+        'backup_corrupt'
+      )
+    return { ...info, manifest: this.writeManifest(info.dir, info.manifest) }
   }
 }

@@ -34,7 +34,12 @@ export function loadConfig(file: string): Config {
  * ${NAME} in a value comes from the environment, so secrets stay out of the file (the password is masked
  * in every log). A variable that is not set is an error, never an empty string.
  */
-export function expandEnv(value: string, key: string, env: NodeJS.ProcessEnv = process.env): string {
+export function expandEnv(
+  value: string,
+  key: string,
+  env: NodeJS.ProcessEnv = process.env,
+  encode: (v: string) => string = encodeURIComponent
+): string {
   return value.replace(/\$\{([A-Za-z_][A-Za-z0-9_]*)\}/g, (_, name: string) => {
     const v = env[name]
     if (v === undefined)
@@ -42,8 +47,21 @@ export function expandEnv(value: string, key: string, env: NodeJS.ProcessEnv = p
         `${key} uses \${${name}}, but ${name} is not set — export it (or put the value in the file)`,
         'bad_config'
       )
-    return encodeURIComponent(v)
+    return encode(v)
   })
+}
+
+/** backups.sealKey, its ${VAR} expanded: at least 32 characters, so that it cannot be guessed. */
+function sealKey(value: string | undefined): string | undefined {
+  if (value === undefined) return undefined
+  const key = expandEnv(value, 'backups.sealKey', process.env, v => v)
+  if (key.length < 32)
+    throw new UserError(
+      `backups.sealKey is ${key.length} characters long, expected at least 32 — generate one with ` +
+        '`openssl rand -hex 32` and pass it as ${BACKOUT_SEAL_KEY} (a secret), or remove the key to use state.dir/seal.key',
+      'bad_config'
+    )
+  return key
 }
 
 function resolvePaths(cfg: Config, base: string): Config {
@@ -90,7 +108,7 @@ function resolvePaths(cfg: Config, base: string): Config {
     configFiles: cfg.configFiles.map(r),
     data: cfg.data.map(d => ({ ...d, path: r(d.path) })),
     corruptionMarker: ro(cfg.corruptionMarker),
-    backups: { ...cfg.backups, dir: r(cfg.backups.dir) },
+    backups: { ...cfg.backups, dir: r(cfg.backups.dir), sealKey: sealKey(cfg.backups.sealKey) },
     state: { dir: r(cfg.state.dir) },
     history: { log: r(cfg.history.log) }
   }

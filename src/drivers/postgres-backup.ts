@@ -19,7 +19,7 @@ import { Client } from 'pg'
 import { OperationError, UserError } from '../core/errors'
 import type { Logger } from '../core/logger'
 import { formatBackupId } from '../core/run-record'
-import { freeSpace, formatBytes, tarZstd, untarZstd, type ZstdOptions } from './archive'
+import { freeSpace, formatBytes, sha256File, tarZstd, untarZstd, type ZstdOptions } from './archive'
 import { runChecked, runCommand } from './exec'
 import {
   type Cluster,
@@ -193,6 +193,10 @@ export interface LogicalDumpResult {
   serverVersion: string
   /** When the dump's snapshot was taken (the data is exactly as of this instant), ISO-8601. */
   snapshotTime: string
+  /** sha256 of the dump's toc.dat: identifies this very dump (readDumpToc returns the same for it). */
+  tocSha256: string
+  /** The cluster's system identifier, where the role may read it (pg_control_system()). */
+  systemIdentifier?: string
   /** Exact row counts per user table, counted in the dump's own snapshot. */
   rowCounts: Record<string, number>
   schemaVersion?: SchemaVersion
@@ -232,6 +236,10 @@ export async function logicalDump(options: LogicalDumpOptions): Promise<LogicalD
     if (!s) throw new OperationError('pg_export_snapshot returned nothing', 'dump_failed')
     const counts = await countRows(client)
     const version = await readSchemaVersion(client)
+    const systemIdentifier = await client
+      .query<{ id: string }>('SELECT system_identifier::text AS id FROM pg_control_system()')
+      .then(r => r.rows[0]?.id)
+      .catch(() => undefined)
     const dumpDir = path.join(staging, 'dump')
     const dumpStarted = Date.now()
     const res = await runCommand([
@@ -254,6 +262,7 @@ export async function logicalDump(options: LogicalDumpOptions): Promise<LogicalD
       )
     const dumpMs = Date.now() - dumpStarted
     await client.query('COMMIT')
+    const tocSha256 = await sha256File(path.join(dumpDir, 'toc.dat'))
     const written = await tarZstd(dumpDir, options.outFile, options.zstd)
     return {
       file: written.file,
@@ -263,6 +272,8 @@ export async function logicalDump(options: LogicalDumpOptions): Promise<LogicalD
       database: s.db,
       serverVersion: s.v,
       snapshotTime: s.at.toISOString(),
+      tocSha256,
+      ...(systemIdentifier ? { systemIdentifier } : {}),
       rowCounts: counts,
       schemaVersion: version,
       dumpMs,
@@ -280,6 +291,11 @@ export interface DumpToc {
   entries: number
   /** "schema.table" of every TABLE DATA entry. */
   tables: string[]
+  /** From the header: the database dumped, and when pg_dump wrote the archive (as printed, e.g. "… UTC"). */
+  dbname?: string
+  createdAt?: string
+  /** sha256 of toc.dat: which dump this is (it holds the creation time and every entry). */
+  tocSha256?: string
 }
 
 function parseToc(listing: string): DumpToc {
@@ -289,7 +305,23 @@ function parseToc(listing: string): DumpToc {
     const m = /^\d+; \d+ \d+ TABLE DATA (\S+) (\S+) /.exec(l)
     if (m) tables.push(`${m[1]}.${m[2]}`)
   }
-  return { entries: lines.length, tables }
+  const dbname = /^;\s+dbname: (.*)$/m.exec(listing)?.[1]?.trim()
+  const createdAt = /^; Archive created at (.*)$/m.exec(listing)?.[1]?.trim()
+  return { entries: lines.length, tables, ...(dbname ? { dbname } : {}), ...(createdAt ? { createdAt } : {}) }
+}
+
+/** The system identifier initdb gave a cluster (kept by its base backups and physical restores), via pg_controldata. */
+export async function systemIdentifierOf(dataDir: string, binDir?: string): Promise<string> {
+  const res = await runCommand([path.join(requireBinDir(binDir), 'pg_controldata'), dataDir], {
+    env: { ...process.env, LC_ALL: 'C' }
+  })
+  const id = /^Database system identifier:\s+(\d+)$/m.exec(res.stdout)?.[1]
+  if (res.code !== 0 || !id)
+    throw new OperationError(
+      `pg_controldata ${dataDir} gave no system identifier: ${(res.stderr || res.stdout).trim().split('\n')[0] ?? ''}`,
+      'backup_corrupt'
+    )
+  return id
 }
 
 async function listDump(binDir: string, dumpPath: string, what: string): Promise<DumpToc> {
@@ -325,7 +357,11 @@ export async function readDumpToc(options: {
       `database dump ${file} does not exist — pick another backup (backout list)`,
       'backup_missing'
     )
-  if (statSync(file).isDirectory() || !file.endsWith('.zst')) return listDump(binDir, file, file)
+  if (statSync(file).isDirectory() || !file.endsWith('.zst')) {
+    const toc = await listDump(binDir, file, file)
+    const tocFile = path.join(file, 'toc.dat')
+    return existsSync(tocFile) ? { ...toc, tocSha256: await sha256File(tocFile) } : toc
+  }
   const tmp = await mkdtemp(path.join(options.workDir ?? path.dirname(file), '.toc-'))
   try {
     try {
@@ -336,7 +372,8 @@ export async function readDumpToc(options: {
         'backup_corrupt'
       )
     }
-    return await listDump(binDir, tmp, file)
+    const toc = await listDump(binDir, tmp, file)
+    return { ...toc, tocSha256: await sha256File(path.join(tmp, 'toc.dat')) }
   } finally {
     await rm(tmp, { recursive: true, force: true })
   }

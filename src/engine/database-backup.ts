@@ -17,6 +17,7 @@ import {
   logicalRestore,
   physicalRestore,
   readDumpToc,
+  systemIdentifierOf,
   urlForDatabase,
   verifyBaseBackup,
   walWindow,
@@ -164,6 +165,11 @@ async function capturePostgres(
     rowCounts: dump.rowCounts,
     schemaVersion: dump.schemaVersion?.version,
     bytes: (await liveDatabaseBytes(service.config)).dump,
+    identity: {
+      database: dump.database,
+      dumpTocSha256: dump.tocSha256,
+      ...(dump.systemIdentifier ? { systemIdentifier: dump.systemIdentifier } : {})
+    },
     notes: []
   }
   if (options.light) {
@@ -178,6 +184,7 @@ async function capturePostgres(
   const staging = path.join(writerDir, '.base')
   try {
     const info = await baseBackup({ cluster, outDir: staging, label: `backout ${path.basename(writerDir)}` })
+    const systemIdentifier = await systemIdentifierOf(staging, cluster.binDir)
     const bytes = await du(staging)
     const written = await tarZstd(staging, path.join(writerDir, BASE_FILE), { signal: options.signal })
     options.hashed?.(BASE_FILE, written)
@@ -189,7 +196,8 @@ async function capturePostgres(
       timeline: info.timeline,
       startTime: info.startTime,
       endTime: info.endTime,
-      bytes
+      bytes,
+      systemIdentifier
     }
   } finally {
     rmSync(staging, { recursive: true, force: true })
@@ -313,16 +321,44 @@ export async function checkDatabaseBackup(
         '--to-time needs PostgreSQL with a WAL archive; SQLite has no log to replay',
         'bad_argument'
       )
-    const check = await sqlite.integrityCheck(path.join(backup.dir, m.file))
+    const file = path.join(backup.dir, m.file)
+    const check = await sqlite.integrityCheck(file)
     if (!check.ok)
       throw new UserError(
         `the SQLite backup in ${backup.id} fails integrity_check: ${check.problems.slice(0, 3).join('; ')}`,
         'backup_corrupt'
       )
-    return `SQLite backup passes integrity_check`
+    // The file is the one captured when it holds the rows and schema version counted at capture.
+    if (m.rowCounts) {
+      const counts = await sqlite.tableCounts(file)
+      const differ = Object.entries(m.rowCounts)
+        .filter(([t, n]) => counts[t] !== n)
+        .map(([t, n]) => `${t}: ${counts[t] ?? 'no table'}, captured ${n}`)
+      const version = await sqlite.schemaVersion(file)
+      if (m.schemaVersion && version !== m.schemaVersion)
+        differ.unshift(`schema version ${version ?? 'none'}, captured ${m.schemaVersion}`)
+      if (differ.length)
+        throw new UserError(
+          `the SQLite database in backup ${backup.id} is not the one it captured (${differ.slice(0, 3).join('; ')}) — ` +
+            'a copy of another database (or another moment) was put in its place. Nothing was changed; pick another backup',
+          'backup_foreign'
+        )
+    }
+    return `SQLite backup passes integrity_check${m.rowCounts ? ', rows and schema as captured' : ''}`
   }
   const toc = await readDumpToc({ file: path.join(backup.dir, m.file), binDir: db.binDir })
-  const parts = [`dump readable (${toc.entries} TOC entries, ${toc.tables.length} tables)`]
+  const recorded = m.identity
+  if (recorded?.dumpTocSha256 && toc.tocSha256 && toc.tocSha256 !== recorded.dumpTocSha256)
+    throw new UserError(
+      `the database dump in backup ${backup.id} is not the one it captured: its table of contents differs ` +
+        `(this one dumps database "${toc.dbname ?? '?'}", written ${toc.createdAt ?? 'at an unknown time'}; the backup ` +
+        `captured "${recorded.database ?? '?'}" at ${m.capturedAt ?? '?'}) — a dump of another database (or another ` +
+        'moment) was put in its place. Nothing was changed; pick another backup (backout list)',
+      'backup_foreign'
+    )
+  const parts = [
+    `dump readable (${toc.entries} TOC entries, ${toc.tables.length} tables${recorded?.dumpTocSha256 ? ', the one captured' : ''})`
+  ]
   const { cluster, why } = localCluster(db)
   if (!m.base || !cluster) {
     if (options.toTime)
@@ -334,8 +370,29 @@ export async function checkDatabaseBackup(
       .concat(m.base ? [`base backup not usable here (${why ?? '?'}): logical restore`] : ['logical restore'])
       .join('; ')
   }
-  await preparedBase(cluster, backup)
+  const prepared = await preparedBase(cluster, backup)
   parts.push('base backup passes pg_verifybackup')
+  const baseId = await systemIdentifierOf(prepared, cluster.binDir)
+  if (m.base.systemIdentifier && baseId !== m.base.systemIdentifier) {
+    discardPreparedBase(service, backup.id)
+    throw new UserError(
+      `the base backup in backup ${backup.id} is a copy of another database cluster: system identifier ${baseId}, the ` +
+        `backup captured ${m.base.systemIdentifier}. Nothing was changed; pick another backup (backout list)`,
+      'backup_foreign'
+    )
+  }
+  const liveId = await systemIdentifierOf(cluster.dataDir, cluster.binDir).catch(() => undefined)
+  if (liveId && liveId !== baseId) {
+    if (options.toTime)
+      throw new UserError(
+        `backup ${backup.id} is of another cluster (system identifier ${baseId}) than the one running now (${liveId}): ` +
+          "this cluster's WAL archive cannot be replayed onto it, so --to-time is not possible — restore it without --to-time, or pick a backup of this cluster",
+        'backup_foreign'
+      )
+    parts.push(
+      `base backup is of cluster ${baseId}, the running cluster is ${liveId} (re-created since?): the restore brings back ${baseId}`
+    )
+  }
   if (options.toTime) {
     if (!db.walArchiveDir)
       throw new UserError(

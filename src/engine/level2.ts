@@ -7,7 +7,6 @@ import { type DownPlan, describeDownPlan } from '../core/migration-plan'
 import { createAlembic, detectVersionMismatch, type AlembicDriver } from '../drivers/alembic'
 import { type BackupInfo, sha256File } from '../drivers/backup-store'
 import type { ComposeRuntime } from '../drivers/compose'
-import type { SystemdRuntime } from '../drivers/systemd'
 import type { Runtime } from '../drivers/runtime'
 import { schemaVersion as postgresSchemaVersion } from '../drivers/postgres-backup'
 import {
@@ -20,6 +19,7 @@ import {
   withAdvisoryLock
 } from '../drivers/sql-migrations'
 import { schemaVersion as sqliteSchemaVersion } from '../drivers/sqlite'
+import { asSystemd, planCheckout, shortCommit } from './checkout'
 import { checkDatabaseBackup, discardPreparedBase, restoreDatabase } from './database-backup'
 import { confirmServedBy } from './level1'
 import { latestRunRecord } from './operation'
@@ -28,6 +28,8 @@ import type { Step } from './run-steps'
 import { activeColor, answeredBy, probeThroughNginx, targetReady, type Service } from './service'
 import { configEntryPath, safetyBackupStep } from './snapshot'
 import { sleep } from '../drivers/sleep'
+
+export { recordedCommit } from './checkout'
 
 type Database = NonNullable<Config['database']>
 
@@ -242,35 +244,6 @@ function asCompose(runtime: Runtime): ComposeRuntime | undefined {
 
 const PINNABLE = /^(?:\S+@)?sha256:[0-9a-f]{64}$/
 
-/** The systemd runtime's own calls (git checkout, journal), when the service runs on systemd. */
-function asSystemd(runtime: Runtime): SystemdRuntime | undefined {
-  return runtime.kind === 'systemd' && 'checkout' in runtime ? (runtime as SystemdRuntime) : undefined
-}
-
-/** A full git commit hash (SHA-1 or SHA-256 repositories). */
-const COMMIT = /^(?:[0-9a-f]{40}|[0-9a-f]{64})$/
-
-/**
- * systemd: the commit a backup recorded in images.txt for a colour's checkout, or undefined when it recorded none.
- * A line is `<service>-<colour>:<version> <unit> <gitDir> <commit>` (the systemd runtime's images()); a line naming
- * the target's unit wins over one naming another unit.
- */
-export function recordedCommit(backup: BackupInfo, config: Config, color: Color): string | undefined {
-  const file = path.join(backup.dir, 'images.txt')
-  if (!existsSync(file)) return undefined
-  const unit = config.targets[color].systemd?.unit
-  let found: string | undefined
-  for (const line of readFileSync(file, 'utf8').split('\n')) {
-    const [name, ...rest] = line.trim().split(/\s+/)
-    if (!name?.startsWith(`${config.service}-${color}:`)) continue
-    const commit = rest[2]
-    if (rest.length !== 3 || !commit || !COMMIT.test(commit)) continue
-    if (rest[0] === unit) return commit
-    found ??= commit
-  }
-  return found
-}
-
 /**
  * compose: the image a backup recorded in images.txt for a colour's application service — a registry digest
  * (repo@sha256:…) or an image ID (sha256:…) — or undefined when it recorded none. A line is
@@ -332,7 +305,7 @@ export const level2Steps: LevelSteps = (service, record, req) => {
     if (!checkout) throw new Error('internal: no recorded commit (pre-flight did not run)')
     return checkout
   }
-  const short = (commit: string): string => commit.slice(0, 12)
+  const short = shortCommit
   /** systemd: the journal's last 50 lines of the target's unit (the runbook's journalctl -u … -n 50). */
   async function journalOf(color: Color): Promise<string> {
     if (!systemd) return ''
@@ -496,23 +469,9 @@ export const level2Steps: LevelSteps = (service, record, req) => {
         checkout = undefined
         if (systemd) {
           // Refused before anything changes: no recorded commit, a dirty checkout, a commit the checkout lacks.
-          const unit = config.targets[color].systemd?.unit ?? `targets.${color}.systemd.unit`
-          const dir = config.targets[color].systemd?.gitDir
-          const commit = recordedCommit(backup, config, color)
-          if (!commit || !dir)
-            throw new UserError(
-              `backup ${backup.id} records no git commit for ${color} (${unit}) in images.txt, so Level 2 cannot tell which ` +
-                `code to check out — ` +
-                (dir
-                  ? 'pick a backup taken while targets.' +
-                    color +
-                    '.systemd.gitDir was set (--target; backout list)'
-                  : `set targets.${color}.systemd.gitDir to the checkout ${unit} runs from, take a snapshot of a good state, and roll back to it`) +
-                ', or check out the previous commit by hand',
-              'no_recorded_commit'
-            )
-          const verified = await systemd.verifyCheckout(color, commit)
-          checkout = { dir, ...verified }
+          const plan = await planCheckout(systemd, backup, config, color, 'Level 2')
+          if (plan.kind === 'none') throw new UserError(plan.why, 'no_recorded_commit')
+          checkout = { dir: plan.dir, from: plan.from, to: plan.to }
         }
         db = await planDatabase(service, backup, req.dryRun)
         configChanges = []

@@ -17,6 +17,7 @@ import type { BackupInfo } from '../drivers/backup-store'
 import { databasePing, integrityCheck, pgQuery, tableCounts } from '../drivers/database'
 import { tableCounts as sqliteTableCounts } from '../drivers/sqlite'
 import { rowCounts, schemaVersion } from '../drivers/postgres-backup'
+import { asSystemd, planCheckout, shortCommit, type PlannedCheckout } from './checkout'
 import { confirmServedBy } from './level1'
 import {
   checkDatabaseBackup,
@@ -159,6 +160,9 @@ export const level3Steps: LevelSteps = (service, record, req) => {
     return backup
   }
   const label = (c: Color): string => `${c} ${config.targets[c].version}`
+  const systemd = asSystemd(runtime)
+  /** systemd: the target colour's checkout then (pre-flight) and the commit the recovery point recorded for it. */
+  let checkout: PlannedCheckout | undefined
 
   const steps: Step[] = [
     {
@@ -213,7 +217,9 @@ export const level3Steps: LevelSteps = (service, record, req) => {
       name: 'Pre-flight checks',
       kind: 'read',
       budgetSeconds: 120,
-      describe: () => 'checksums, dump readable, base backup verifies, disk space, WAL reaches --to-time',
+      describe: () =>
+        'checksums, dump readable, base backup verifies, disk space, WAL reaches --to-time' +
+        (systemd ? ", the target's checkout can move to the recorded commit" : ''),
       async run() {
         const b = need()
         const problems = await store.verify(b.id)
@@ -232,6 +238,25 @@ export const level3Steps: LevelSteps = (service, record, req) => {
             'version_unavailable'
           )
         color = found
+        // systemd: the code goes back with the data — the commit the backup recorded for the target's checkout.
+        // Level 3 is about data, so unlike Level 2 it does not require one: a backup that recorded none (or a
+        // target without targets.<colour>.systemd.gitDir) only warns and leaves the checkout as it is. A recorded
+        // commit that cannot be checked out (uncommitted changes, a commit the repository lacks) is refused here,
+        // before anything stops, rather than found after the data is restored.
+        checkout = undefined
+        let code = ''
+        if (systemd) {
+          const plan = await planCheckout(systemd, b, config, color, 'Level 3')
+          if (plan.kind === 'none') {
+            log.warn(`${plan.why}; Level 3 restores the data and leaves ${color}'s checkout as it is`)
+            code = `; ${color}'s checkout stays as it is (${plan.why})`
+          } else {
+            checkout = { dir: plan.dir, from: plan.from, to: plan.to }
+            code =
+              `; ${color}'s checkout ${checkout.dir} is at ${shortCommit(checkout.from)}, the backup recorded ${shortCommit(checkout.to)}` +
+              (checkout.from === checkout.to ? ' (already there)' : ` (checked out before ${color} starts)`)
+          }
+        }
         for (const d of config.data) {
           const m = b.manifest.data?.find(x => x.name === d.name)
           if (!m)
@@ -264,7 +289,7 @@ export const level3Steps: LevelSteps = (service, record, req) => {
           discardPreparedBase(service, b.id)
           discardPreparedData(service, b.id)
         }
-        return `${b.manifest.files.length} checksums match; ${b.manifest.data?.length ?? 0} data archives extract; ${dbDetail}; ${disk}`
+        return `${b.manifest.files.length} checksums match; ${b.manifest.data?.length ?? 0} data archives extract; ${dbDetail}; ${disk}${code}`
       }
     },
     {
@@ -403,8 +428,11 @@ export const level3Steps: LevelSteps = (service, record, req) => {
       kind: 'destructive',
       budgetSeconds: 120,
       describe: () =>
-        `put back ${config.configFiles.join(', ') || 'no files'} from the backup (atomically, file by file)`,
-      run() {
+        `put back ${config.configFiles.join(', ') || 'no files'} from the backup (atomically, file by file)` +
+        (checkout
+          ? `; \`git -C ${checkout.dir} checkout --detach ${checkout.to}\` (now at ${shortCommit(checkout.from)})`
+          : ''),
+      async run() {
         const b = need()
         const changed: string[] = []
         let same = 0
@@ -415,9 +443,10 @@ export const level3Steps: LevelSteps = (service, record, req) => {
           if (replaceFile(file, source)) changed.push(path.basename(file))
           else same++
         }
-        return Promise.resolve(
-          `${changed.length ? `restored ${changed.join(', ')}` : 'nothing differed'}; ${same} already equal`
-        )
+        // The units are stopped (Complete shutdown): the checkout moves while nothing runs from it.
+        const code =
+          systemd && checkout ? `; checkout ${(await systemd.checkout(color, checkout.to)).detail}` : ''
+        return `${changed.length ? `restored ${changed.join(', ')}` : 'nothing differed'}; ${same} already equal${code}`
       }
     },
     {
@@ -440,6 +469,12 @@ export const level3Steps: LevelSteps = (service, record, req) => {
           ready = await targetReady(config, color, signal)
         }
         if (!ready.ready) throw new OperationError(`${label(color)} did not become healthy: ${ready.detail}`)
+        const onCommit = systemd && checkout ? await systemd.gitCommit(color) : undefined
+        if (checkout && onCommit !== checkout.to)
+          throw new OperationError(
+            `${color}'s checkout is at ${onCommit ?? '?'}, not the backup's recorded ${checkout.to}`,
+            'checkout_failed'
+          )
         const before = nginx.activeUpstream()
         await nginx.switchUpstream(
           config.targets[color].upstream,
@@ -447,7 +482,7 @@ export const level3Steps: LevelSteps = (service, record, req) => {
         )
         const served = await confirmServedBy(service, color, config.health.confirmRequests, signal)
         return (
-          `${label(color)} ${started}, ${ready.detail}; nginx ${before === config.targets[color].upstream ? 'reloaded' : `switched from ${before ?? 'nothing'}`}; ` +
+          `${label(color)} ${started}${onCommit ? ` on commit ${shortCommit(onCommit)} (the backup's)` : ''}, ${ready.detail}; nginx ${before === config.targets[color].upstream ? 'reloaded' : `switched from ${before ?? 'nothing'}`}; ` +
           `${config.health.confirmRequests} consecutive responses from ${color} in ${served.ms} ms`
         )
       }

@@ -21,19 +21,23 @@ export function createService(config: Config, log: Logger): Service {
     config,
     nginx: createNginx(config.nginx),
     runtime: createRuntime(config, path.join(config.state.dir, 'logs')),
-    store: new BackupStore(config.backups.dir),
+    store: new BackupStore(config.backups.dir, {
+      key: config.backups.sealKey,
+      file: path.join(config.state.dir, 'seal.key')
+    }),
     log
   }
 }
 
-/** Values that must never be printed: the database password. */
+/** Values that must never be printed: the database password, the key that seals manifests. */
 export function secretsOf(config: Config): string[] {
-  if (config.database?.kind !== 'postgres') return []
+  const seal = config.backups.sealKey ? [config.backups.sealKey] : []
+  if (config.database?.kind !== 'postgres') return seal
   try {
     const password = decodeURIComponent(new URL(config.database.url).password)
-    return password ? [password] : []
+    return password ? [password, ...seal] : seal
   } catch {
-    return []
+    return seal
   }
 }
 

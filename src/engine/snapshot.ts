@@ -3,7 +3,7 @@ import path from 'node:path'
 import { UserError, messageOf } from '../core/errors'
 import type { ManifestData } from '../core/manifest'
 import { formatBackupId, type RunRecord } from '../core/run-record'
-import { formatBytes, freeSpace, tarZstd } from '../drivers/archive'
+import { DiskFullError, formatBytes, freeSpace, tarZstd } from '../drivers/archive'
 import type { BackupInfo } from '../drivers/backup-store'
 import { runCommand } from '../drivers/exec'
 import { captureDatabase, liveDatabaseBytes } from './database-backup'
@@ -141,8 +141,39 @@ export async function takeSnapshot(service: Service, options: SnapshotOptions): 
     return info
   } catch (e) {
     writer.abort()
+    if (isDiskFull(e)) {
+      const { freeBytes } = await freeSpace(config.backups.dir).catch(() => ({ freeBytes: -1 }))
+      throw new DiskFullError(
+        `no space left on device in ${config.backups.dir} while writing backup ${id}` +
+          (freeBytes >= 0
+            ? ` (${formatBytes(freeBytes)} free now that the partial backup was removed)`
+            : '') +
+          `: nothing was listed and the service was not touched. ${pruneAdvice(service)} (${messageOf(e)})`,
+        config.backups.dir
+      )
+    }
     throw e
   }
+}
+
+/** A full disk, however it surfaced: an ENOSPC errno, a DiskFullError, or a tool's stderr (pg_dump, pg_basebackup). */
+function isDiskFull(e: unknown): boolean {
+  if (e instanceof DiskFullError) return true
+  if (typeof e === 'object' && e !== null && (e as NodeJS.ErrnoException).code === 'ENOSPC') return true
+  return /no space left on device|ENOSPC/i.test(messageOf(e))
+}
+
+/** What the operator may delete to make room: the backups retention would delete, then the oldest unprotected. */
+function pruneAdvice(service: Service): string {
+  const { config } = service
+  const plan = retentionPlan(service)
+  const candidates = [...plan.deleted, ...plan.prunable.filter(id => !plan.deleted.includes(id)).slice(0, 5)]
+  return (
+    (candidates.length
+      ? `Backups that may be pruned: ${candidates.join(', ')} — delete them (rm -r ${config.backups.dir}/<id>) or lower backups.keep / backups.keepDays`
+      : 'No backup may be pruned (only the newest good snapshot and the newest safety backup are left)') +
+    ', or point backups.dir at a larger disk.'
+  )
 }
 
 /** What a snapshot will roughly take before compression: the data dirs and the database (base backup unless light). */
@@ -166,16 +197,11 @@ async function checkDiskForSnapshot(service: Service, light: boolean): Promise<v
   const need = await estimateSnapshotBytes(service, light)
   const { freeBytes } = await freeSpace(config.backups.dir)
   if (need.total * 1.1 <= freeBytes) return
-  const plan = retentionPlan(service)
-  const candidates = [...plan.deleted, ...plan.prunable.filter(id => !plan.deleted.includes(id)).slice(0, 5)]
   throw new UserError(
     `not enough disk for a ${light ? 'safety ' : ''}backup in ${config.backups.dir}: about ${formatBytes(need.total * 1.1)} ` +
       `needed (data dirs ${formatBytes(need.data)}, database ${formatBytes(need.dump)}` +
       `${need.base ? `, base backup ${formatBytes(need.base)}` : ''}), ${formatBytes(freeBytes)} free. ` +
-      (candidates.length
-        ? `Backups that may be pruned: ${candidates.join(', ')} — delete them (rm -r ${config.backups.dir}/<id>) or lower backups.keep / backups.keepDays`
-        : 'No backup may be pruned (only the newest good snapshot and the newest safety backup are left)') +
-      ', or point backups.dir at a larger disk.',
+      pruneAdvice(service),
     'disk_full'
   )
 }

@@ -29,6 +29,9 @@ export async function verifyBackup(
   const backup = service.store.get(id)
   const problems = await service.store.verify(id)
   const checks = [
+    ...(backup.manifest.seal && !problems.some(p => p.startsWith('manifest.json:'))
+      ? [`manifest.json: sealed with key ${backup.manifest.seal.keyId}, seal matches`]
+      : []),
     `checksums: ${backup.manifest.files.length} files${problems.length ? '' : ', every sha256 matches'}`
   ]
   if (!options.quick && problems.length === 0) {

@@ -2,6 +2,7 @@ import { mkdtempSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
 import { UserError } from '../../src/core/errors'
+import { stringify } from 'yaml'
 import { expandEnv, loadConfig } from '../../src/drivers/config-file'
 
 test('${VAR} in database.url comes from the environment; a missing one is a clear error', () => {
@@ -21,4 +22,44 @@ test('a missing file and broken YAML are UserErrors that say what to do', () => 
   writeFileSync(path.join(dir, 'bad.yml'), 'service: [unclosed\n')
   expect(() => loadConfig(path.join(dir, 'bad.yml'))).toThrow(UserError)
   expect(() => loadConfig(path.join(dir, 'bad.yml'))).toThrow(/not valid YAML at line \d/)
+})
+
+test('backups.sealKey: ${VAR} expanded as is (not URL-encoded); shorter than 32 characters is a clear error', () => {
+  const dir = mkdtempSync(path.join(tmpdir(), 'backout-cfg-'))
+  const file = path.join(dir, 'backout.yml')
+  const write = (sealKey: string): void =>
+    writeFileSync(
+      file,
+      stringify({
+        service: 'spacetime',
+        runtime: 'process',
+        targets: {
+          blue: {
+            version: 'v1',
+            upstream: '127.0.0.1:8081',
+            process: { command: ['app'], pidFile: 'b.pid' }
+          },
+          green: {
+            version: 'v2',
+            upstream: '127.0.0.1:8082',
+            process: { command: ['app'], pidFile: 'g.pid' }
+          }
+        },
+        nginx: { upstreamFile: 'upstream.conf', url: 'http://127.0.0.1:8080' },
+        backups: { dir: 'backups', sealKey }
+      })
+    )
+  const key = 'k/+= '.repeat(8)
+  process.env.BACKOUT_TEST_SEAL = key
+  try {
+    write('${BACKOUT_TEST_SEAL}')
+    expect(loadConfig(file).backups.sealKey).toBe(key)
+    write('short-key')
+    expect(() => loadConfig(file)).toThrow(UserError)
+    expect(() => loadConfig(file)).toThrow(
+      /backups\.sealKey is 9 characters long, expected at least 32 — generate one with `openssl rand -hex 32`/
+    )
+  } finally {
+    delete process.env.BACKOUT_TEST_SEAL
+  }
 })

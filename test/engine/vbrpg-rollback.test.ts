@@ -88,6 +88,16 @@ const level2 = (service: Service, extra: Partial<Parameters<typeof rollback>[1]>
     ...extra
   })
 
+const level3 = (service: Service, target: string, extra: Partial<Parameters<typeof rollback>[1]> = {}) =>
+  rollback(service, {
+    level: 3,
+    target,
+    reason: 'v2 lost game rooms',
+    dryRun: false,
+    confirm: () => Promise.resolve(true),
+    ...extra
+  })
+
 const stepDetail = (record: RunRecord, name: string): string =>
   record.steps.find(s => s.name === name)?.detail ?? ''
 
@@ -491,5 +501,106 @@ maybe('VBRPG rollbacks on a real systemd + git, nginx, SQLite and alembic', () =
       await inCtr('rm', '-rf', dropIn)
       await inCtr('systemctl', 'daemon-reload')
     }
+  })
+
+  it('Level 3 from green (v2, head, rooms lost) to the release: dry run, refusal of a dirty checkout before anything stops, data and blue’s commit restored', async () => {
+    const { dir, config, service, alembic, release, before, rows, db } = await released()
+    // The bad deploy: v2 lost rooms, and moved blue's checkout to v2 too (blue restarted on it).
+    await sqliteExec(db, 'DELETE FROM game_rooms WHERE id > 20;')
+    const damaged = await rows()
+    expect(damaged).not.toBe(before)
+    await inCtr('systemctl', 'stop', UNITS.blue)
+    await inCtr('git', '-C', CHECKOUTS.blue, 'checkout', '--quiet', '--detach', 'v2')
+    await inCtr('systemctl', 'start', UNITS.blue)
+    const v1 = commits.v1.slice(0, 12)
+    const v2 = commits.v2.slice(0, 12)
+
+    // --dry-run: pre-flight reads the checkout, the plan shows the git checkout; nothing changes.
+    let t = Date.now()
+    const dry = await level3(service, release.id, { dryRun: true })
+    expect(dry.error).toBeUndefined()
+    expect(stepDetail(dry.record, 'Pre-flight checks')).toContain(
+      `blue's checkout ${CHECKOUTS.blue} is at ${v2}, the backup recorded ${v1} (checked out before blue starts)`
+    )
+    expect(stepDetail(dry.record, 'Configuration restoration')).toContain(
+      `git -C ${CHECKOUTS.blue} checkout --detach ${commits.v1}`
+    )
+    expect(await headOf('blue')).toBe(commits.v2)
+    expect(await unitState('green')).toBe('active')
+    expect(await rows()).toBe(damaged)
+    console.log(`Level 3 dry run: ${Date.now() - t} ms`)
+
+    // A checkout with uncommitted changes: refused in pre-flight (exit 2) before anything stops or is snapshotted.
+    await inCtr('sh', '-c', `echo hotfix >> ${CHECKOUTS.blue}/VERSION`)
+    try {
+      const refused = await level3(service, release.id)
+      expect(refused.record.status).toBe('refused')
+      expect(refused.record.reasonCode).toBe('dirty_worktree')
+      expect(exitCodeFor(refused.error)).toBe(2)
+      expect(refused.record.error).toContain(CHECKOUTS.blue)
+      expect(refused.record.steps.filter(s => s.status === 'ok' || s.status === 'failed')).toEqual([
+        expect.objectContaining({ name: 'Emergency assessment', status: 'ok' }),
+        expect.objectContaining({ name: 'Pre-flight checks', status: 'failed' })
+      ])
+      expect(service.store.list().map(b => b.id)).toEqual([release.id])
+      expect(await unitState('blue')).toBe('active')
+      expect(await unitState('green')).toBe('active')
+      expect(await headOf('blue')).toBe(commits.v2)
+      expect(await rows()).toBe(damaged)
+      expect(await alembicCurrent(alembic)).toEqual([R3])
+      expect(readFileSync(path.join(dir, 'config/.env'), 'utf8')).toContain('VBRPG_VERSION=v2')
+    } finally {
+      await inCtr('git', '-C', CHECKOUTS.blue, 'checkout', '--', 'VERSION')
+    }
+
+    t = Date.now()
+    const { record, error } = await level3(service, release.id)
+    if (error) console.log(timelineText(record))
+    expect(error).toBeUndefined()
+    expect(record.status).toBe('success')
+    expect(record.backupId).toBe(release.id)
+    console.log(`Level 3: ${Date.now() - t} ms\n${timelineText(record)}`)
+    expect(stepDetail(record, 'Pre-flight checks')).toContain(
+      `blue's checkout ${CHECKOUTS.blue} is at ${v2}, the backup recorded ${v1}`
+    )
+    expect(stepDetail(record, 'Complete shutdown')).toMatch(/blue: stopped/)
+    expect(stepDetail(record, 'Configuration restoration')).toContain(
+      `checkout ${CHECKOUTS.blue}: ${v2} → ${v1}`
+    )
+    expect(stepDetail(record, 'Service startup')).toContain(`on commit ${v1} (the backup's)`)
+    expect(await rows()).toBe(before)
+    expect((await integrityCheck(db)).ok).toBe(true)
+    expect(await alembicCurrent(alembic)).toEqual([R2])
+    expect(readFileSync(path.join(dir, 'config/.env'), 'utf8')).toContain('VBRPG_VERSION=v1')
+    await expectBlueOnV1(config)
+  })
+
+  it('Level 3 without targets.blue.systemd.gitDir warns and restores the data, leaving the checkout as it is', async () => {
+    // Only the data is damaged; blue's checkout was never moved (still v1). Without gitDir, Level 3 cannot check a
+    // commit out and does not try: it warns and restores the data. (Had the checkout moved to v2, blue would come
+    // back announcing v2 and Service startup would fail, nginx never seeing blue answer.)
+    const { dir, config, release, before, rows, db, log } = await released()
+    await sqliteExec(db, 'DELETE FROM game_rooms WHERE id > 20;')
+    const noGitDir = createService(
+      loadConfigFor(dir, ctr!.hostPorts, ctr!.exec, Number(new URL(config.nginx.url).port), {
+        gitDir: false,
+        file: 'no-gitdir.yml'
+      }),
+      log
+    )
+    const t = Date.now()
+    const { record, error } = await level3(noGitDir, release.id)
+    expect(error).toBeUndefined()
+    expect(record.status).toBe('success')
+    console.log(`Level 3 without gitDir: ${Date.now() - t} ms`)
+    expect(stepDetail(record, 'Pre-flight checks')).toMatch(
+      /blue's checkout stays as it is \(.*so Level 3 cannot tell which code to check out .*set targets\.blue\.systemd\.gitDir/
+    )
+    expect(log.lines.some(l => l.startsWith('warn: ') && l.includes("leaves blue's checkout as it is"))).toBe(
+      true
+    )
+    expect(stepDetail(record, 'Configuration restoration')).not.toContain('checkout')
+    expect(await rows()).toBe(before)
+    await expectBlueOnV1(config)
   })
 })

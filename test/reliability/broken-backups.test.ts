@@ -11,19 +11,25 @@ import {
 } from 'node:fs'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
+import { sealManifest, type Manifest } from '../../src/core/manifest'
 import { pgQuery } from '../../src/drivers/database'
 import { isAlive, readPid } from '../../src/drivers/process'
 import { runCli, startSandbox, type TestSandbox } from '../support/cli'
 
 /**
- * Every kind of broken backup — a flipped byte, a truncated file, a missing file, a manifest that lies (a corrupted
- * file whose size and sha256 were written into manifest.json to "match"), a dump of another database — named as the
- * target of Level 3 and of Level 2, must be refused in pre-flight: exit 2, a message naming the problem, and nothing
- * stopped (both targets running, the nginx upstream file unchanged, the schema and the rows unchanged).
+ * Every kind of broken backup — a flipped byte, a truncated file, a missing file, a truncated manifest, a manifest
+ * that lies (a corrupted file whose size and sha256 were written into manifest.json to "match"), a dump or base
+ * backup of another database — named as the target of Level 3 and of Level 2, must be refused in pre-flight: exit 2,
+ * a message naming the problem, and nothing stopped (both targets running, the nginx upstream file unchanged, the
+ * schema and the rows unchanged).
  *
- * Each case corrupts a copy of the release snapshot under a new backup id, so the cases are independent. Cases that
- * backout does not refuse today are `test.failing` with the diagnosis beside them (and run in their own sandbox,
- * since the rollback then really happens).
+ * A lying manifest comes two ways. Rewritten afterwards by someone without the seal key (state/seal.key, outside the
+ * backup): the seal catches it. Written and sealed over files already broken (a copy made with the key, a bug in
+ * the capture): the seal holds, and the content checks of the pre-flight must catch it — these cases reseal the
+ * manifest with the sandbox's key, the strongest liar there is.
+ *
+ * Each case corrupts a copy of the release snapshot under a new backup id (resealed: a good backup in its own right),
+ * so the cases are independent.
  */
 let refused = 0
 const kinds = new Set<string>()
@@ -31,7 +37,8 @@ afterAll(() => {
   process.stdout.write(`corruptions refused: ${refused} (${kinds.size} kinds of broken backup)\n`)
 })
 
-type Corruption = 'intact' | 'flip' | 'truncate' | 'missing' | 'lie' | 'lie-truncate'
+/** lie*: the manifest rewritten to match, and resealed with the key; unsealed-lie: rewritten without the key. */
+type Corruption = 'intact' | 'flip' | 'truncate' | 'missing' | 'lie' | 'lie-truncate' | 'unsealed-lie'
 
 function dbUrl(sb: TestSandbox): string {
   const m = /^\s*url:\s*(postgresql:\/\/\S+)\s*$/m.exec(readFileSync(sb.config, 'utf8'))
@@ -60,16 +67,33 @@ interface ManifestJson {
   files: { path: string; size: number; sha256: string }[]
 }
 
-/** Rewrites manifest.json so that `rel` "matches" what is on disk now: the lie. */
-function lieAbout(dir: string, rel: string): void {
+/** Rewrites a backup's manifest.json; with a key, seals it again (as backout would). */
+function rewriteManifest(dir: string, edit: (m: ManifestJson) => void, key?: string): void {
   const file = path.join(dir, 'manifest.json')
   const m = JSON.parse(readFileSync(file, 'utf8')) as ManifestJson
-  const bytes = readFileSync(path.join(dir, rel))
-  const entry = m.files.find(f => f.path === rel)
-  if (!entry) throw new Error(`${rel} is not in the manifest`)
-  entry.size = bytes.length
-  entry.sha256 = createHash('sha256').update(bytes).digest('hex')
-  writeFileSync(file, JSON.stringify(m, null, 2) + '\n')
+  edit(m)
+  const out = key ? { ...m, seal: sealManifest(m as unknown as Manifest, key) } : m
+  writeFileSync(file, JSON.stringify(out, null, 2) + '\n')
+}
+
+/** The sandbox's seal key (state/seal.key), written by its first snapshot. */
+function sealKey(sb: TestSandbox): string {
+  return readFileSync(path.join(sb.dir, 'state/seal.key'), 'utf8').trim()
+}
+
+/** Rewrites manifest.json so that `rel` "matches" what is on disk now: the lie, resealed when given the key. */
+function lieAbout(dir: string, rel: string, key?: string): void {
+  rewriteManifest(
+    dir,
+    m => {
+      const bytes = readFileSync(path.join(dir, rel))
+      const entry = m.files.find(f => f.path === rel)
+      if (!entry) throw new Error(`${rel} is not in the manifest`)
+      entry.size = bytes.length
+      entry.sha256 = createHash('sha256').update(bytes).digest('hex')
+    },
+    key
+  )
 }
 
 let nextId = 0
@@ -79,17 +103,15 @@ function brokenCopy(sb: TestSandbox, corruption: Corruption, rel: string): strin
   const src = path.join(sb.dir, 'backups', releaseSnapshot(sb))
   const dir = path.join(sb.dir, 'backups', id)
   cpSync(src, dir, { recursive: true })
-  const manifestFile = path.join(dir, 'manifest.json')
-  const m = JSON.parse(readFileSync(manifestFile, 'utf8')) as ManifestJson
-  m.id = id
-  writeFileSync(manifestFile, JSON.stringify(m, null, 2) + '\n')
+  rewriteManifest(dir, m => (m.id = id), sealKey(sb))
   const file = path.join(dir, rel)
   if (!existsSync(file)) throw new Error(`${rel} is not in the backup`)
-  if (corruption === 'flip' || corruption === 'lie') flipByte(file)
+  if (corruption === 'flip' || corruption === 'lie' || corruption === 'unsealed-lie') flipByte(file)
   if (corruption === 'truncate' || corruption === 'lie-truncate')
     truncateSync(file, Math.floor(readFileSync(file).length / 2))
   if (corruption === 'missing') rmSync(file)
-  if (corruption === 'lie' || corruption === 'lie-truncate') lieAbout(dir, rel)
+  if (corruption === 'lie' || corruption === 'lie-truncate') lieAbout(dir, rel, sealKey(sb))
+  if (corruption === 'unsealed-lie') lieAbout(dir, rel)
   return id
 }
 
@@ -177,15 +199,59 @@ describe('in one sandbox: broken backups refused by Level 3 and Level 2 before a
     }
   )
 
-  test('a truncated manifest.json: the backup is not offered at all (Level 3, Level 2)', async () => {
+  test('a truncated manifest.json: named as damaged, not as missing (Level 3, Level 2)', async () => {
     const id = brokenCopy(sb, 'truncate', 'manifest.json')
-    const notFound = new RegExp(`backup not found: ${id} \\(looked for .*/manifest\\.json\\)`)
-    await expectRefused(sb, 3, id, [notFound], 'truncated manifest')
-    await expectRefused(sb, 2, id, [notFound], 'truncated manifest')
+    const damaged = new RegExp(`backup ${id} is damaged: .*/manifest\\.json is not valid JSON`)
+    await expectRefused(sb, 3, id, [damaged], 'truncated manifest')
+    await expectRefused(sb, 2, id, [damaged], 'truncated manifest')
+    expect((await runCli(['--config', sb.config, 'verify', '--quick', id])).code).toBe(2)
   })
 
-  // The manifest lies: checksums pass, the content checks of Level 3's pre-flight catch it (zstd's frame checksum
-  // while reading the dump's TOC, extracting the base backup, the data archive drill).
+  // Rewritten without the key: checksums "match", the seal does not.
+  const unsealedCases: [string][] = [['database/dump.tar.zst'], ['CONFIG/.env'], ['data/godot-data.tar.zst']]
+  test.each(unsealedCases)(
+    'manifest rewritten to match a changed %s, without the seal key: refused by the seal (Level 3, Level 2)',
+    async file => {
+      const rel = file.replace(/^CONFIG\//, env(sb, 'config/'))
+      const id = brokenCopy(sb, 'unsealed-lie', rel)
+      const problem =
+        /manifest\.json: seal does not match — the manifest was changed after the backup was taken/
+      const verify = await runCli(['--config', sb.config, 'verify', '--quick', id])
+      expect({ code: verify.code, out: verify.stdout }).toMatchObject({ code: 1 })
+      expect(verify.stdout).toMatch(problem)
+      await expectRefused(sb, 3, id, [DAMAGED, problem], `unsealed lie ${file}`)
+      await expectRefused(sb, 2, id, [DAMAGED, problem], `unsealed lie ${file}`)
+    }
+  )
+
+  test('a manifest without a seal, or sealed with another key: refused, and `backout seal` accepts it', async () => {
+    const unsealed = brokenCopy(sb, 'intact', 'manifest.json')
+    rewriteManifest(path.join(sb.dir, 'backups', unsealed), m => delete (m as { seal?: unknown }).seal)
+    await expectRefused(sb, 3, unsealed, [DAMAGED, /manifest\.json: not sealed/], 'unsealed manifest')
+    const foreignKey = brokenCopy(sb, 'intact', 'manifest.json')
+    rewriteManifest(path.join(sb.dir, 'backups', foreignKey), () => undefined, 'another host key '.repeat(4))
+    await expectRefused(
+      sb,
+      2,
+      foreignKey,
+      [DAMAGED, /sealed with key [0-9a-f]{16}, this host's key is [0-9a-f]{16} — set backups\.sealKey/],
+      'manifest sealed with another key'
+    )
+    // The operator accepts it: every file is checked first, then it is sealed with this host's key.
+    const sealed = await runCli(['--config', sb.config, 'seal', foreignKey])
+    expect({ code: sealed.code, err: sealed.stderr }).toMatchObject({ code: 0 })
+    expect((await runCli(['--config', sb.config, 'verify', '--quick', foreignKey])).code).toBe(0)
+    // A backup whose files do not match is never sealed.
+    const broken = brokenCopy(sb, 'unsealed-lie', 'database/dump.tar.zst')
+    flipByte(path.join(sb.dir, 'backups', broken, 'database/dump.tar.zst'))
+    const refusedSeal = await runCli(['--config', sb.config, 'seal', broken])
+    expect(refusedSeal.code).toBe(2)
+    expect(refusedSeal.stderr).toMatch(/is damaged, not sealed: database\/dump\.tar\.zst: sha256 mismatch/)
+  })
+
+  // The manifest lies and is sealed over the broken files: checksums and seal pass, the content checks of Level 3's
+  // pre-flight catch it (zstd's frame checksum while reading the dump's TOC, extracting the base backup, the data
+  // archive drill).
   const lyingCases: [Corruption, string, RegExp][] = [
     [
       'lie',
@@ -212,34 +278,18 @@ describe('in one sandbox: broken backups refused by Level 3 and Level 2 before a
       await expectRefused(sb, 3, id, [problem], `${corruption} ${rel}`)
     }
   )
-})
-
-describe('known gaps: broken backups that are not refused today (each in its own sandbox)', () => {
-  let sb: TestSandbox | undefined
-  afterEach(async () => {
-    await sb?.down()
-    sb = undefined
-  })
 
   // Level 2 pre-flight checks the Method 2 fallback (the target's dump) even when Method 1 (down scripts) is
-  // planned: a dump corrupted under a lying manifest refuses before green is stopped.
+  // planned: a dump corrupted under a lying (sealed) manifest refuses before green is stopped.
   test('Level 2: a corrupt dump under a lying manifest (its Method 2 fallback) is refused', async () => {
-    sb = await startSandbox()
     const id = brokenCopy(sb, 'lie', 'database/dump.tar.zst')
     await expectRefused(sb, 2, id, [/dump\.tar\.zst is corrupt/], 'lie database/dump.tar.zst')
   })
 
-  // manifest.json covers every file but nothing covers manifest.json: no digest of it is kept outside the backup
-  // (state/, the history log). A plain config file edited together with its manifest entry passes store.verify,
-  // and Level 3 (level3.ts, Configuration restoration) writes the edited file into the service.
-  test.failing('Level 3: a config file edited under a lying manifest is refused', async () => {
-    sb = await startSandbox()
-    const rel = env(sb, 'config/.env')
-    const id = brokenCopy(sb, 'lie', rel)
-    await expectRefused(sb, 3, id, [/\.env/], 'lie config')
-  })
-
-  describe('a dump (and base backup) of another database, manifest rewritten to match', () => {
+  // The manifest records what ties the capture to this database: the sha256 of the dump's table of contents, the
+  // base backup's system identifier. A dump or base backup of another service's database, put in place under a
+  // manifest resealed to match, reads and verifies fine on its own; the pre-flight compares it with what was captured.
+  describe('a dump (and base backup) of another database, manifest rewritten and resealed to match', () => {
     let donor: string
     beforeAll(async () => {
       // Another service's database, with other rows, captured by backout snapshot.
@@ -262,43 +312,40 @@ describe('known gaps: broken backups that are not refused today (each in its own
     })
     afterAll(() => rmSync(donor, { recursive: true, force: true }))
 
-    function foreignCopy(s: TestSandbox, files: string[]): string {
-      const id = brokenCopy(s, 'intact', 'manifest.json')
-      const dir = path.join(s.dir, 'backups', id)
+    function foreignCopy(files: string[]): string {
+      const id = brokenCopy(sb, 'intact', 'manifest.json')
+      const dir = path.join(sb.dir, 'backups', id)
       for (const f of files) {
         cpSync(path.join(donor, path.basename(f)), path.join(dir, f))
-        lieAbout(dir, f)
+        lieAbout(dir, f, sealKey(sb))
       }
       return id
     }
 
-    // Level 3 pre-flight (level3.ts → checkDatabaseBackup in database-backup.ts) proves the dump readable
-    // (pg_restore --list) and the base backup self-consistent (pg_verifybackup), but nothing ties them to this
-    // service's database: the manifest records no system identifier or database identity, and the row counts and
-    // schema version it recorded are compared only after the restore (Data integrity verification), when both
-    // targets are already stopped. Found: Level 3 restores the other cluster's base backup, starts blue on it and
-    // fails afterwards with "schema version 105, the backup recorded 104" — exit 1, service on foreign data.
-    test.failing('Level 3: dump and base backup of another database are refused', async () => {
-      sb = await startSandbox()
-      const id = foreignCopy(sb, ['database/dump.tar.zst', 'database/base.tar.zst'])
+    test('the dump and the base backup of another database: refused by Level 3 and Level 2', async () => {
+      const id = foreignCopy(['database/dump.tar.zst', 'database/base.tar.zst'])
+      const dump =
+        /the database dump in backup 20000101-\d{6} is not the one it captured: its table of contents differs/
+      await expectRefused(sb, 3, id, [dump], 'dump of another database')
+      await expectRefused(sb, 2, id, [dump], 'dump of another database')
+    })
+
+    test('only the base backup of another database: refused by Level 3 (system identifier)', async () => {
+      const id = foreignCopy(['database/base.tar.zst'])
       await expectRefused(
         sb,
         3,
         id,
-        [/another database|does not match|system identifier/],
-        'another database'
+        [
+          /the base backup in backup 20000101-\d{6} is a copy of another database cluster: system identifier \d+, the backup captured \d+/
+        ],
+        'base backup of another cluster'
       )
     })
 
-    // Same gap with only the dump swapped: Level 3 restores from the (own) base backup and succeeds, so the foreign
-    // dump goes unnoticed; Level 2 never reads it unless its down scripts fail and it falls back to it.
-    test.failing(
-      'Level 2: a dump of another database as the target (its Method 2 fallback) is refused',
-      async () => {
-        sb = await startSandbox()
-        const id = foreignCopy(sb, ['database/dump.tar.zst'])
-        await expectRefused(sb, 2, id, [/another database|does not match/], 'another database')
-      }
-    )
+    test('only the dump of another database: refused by Level 2 (its Method 2 fallback)', async () => {
+      const id = foreignCopy(['database/dump.tar.zst'])
+      await expectRefused(sb, 2, id, [/is not the one it captured/], 'dump of another database')
+    })
   })
 })

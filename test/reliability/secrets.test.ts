@@ -6,14 +6,15 @@ import { runAction } from '../support/action'
 import { runCli, startSandbox, type TestSandbox } from '../support/cli'
 
 /**
- * Secrets never leak: the database password (in database.url through ${DB_PASSWORD}) and a GitHub token in the
- * environment must not appear in any command's stdout or stderr, an action's job summary and outputs, the history
+ * Secrets never leak: the database password (in database.url through ${DB_PASSWORD}), the key that seals manifests
+ * (backups.sealKey through ${BACKOUT_SEAL_KEY}) and a GitHub token in the environment must not appear in any command's stdout or stderr, an action's job summary and outputs, the history
  * log, the run records, the state directory, or any file of any backup (compressed archives are read decompressed).
  * The sandbox's PostgreSQL trusts local connections, so the password is carried but not needed.
  */
 const PASSWORD = 'S3cr3t-pw-9f2kQ7xZ'
 const TOKEN = 'ghp_' + 'T0k3nL00k1ngV4lu3' + 'abcdefghij0123456789'
-const SECRETS = [PASSWORD, TOKEN]
+const SEAL_KEY = 'seal-' + 'K3yF0rM4n1f3sts' + '-0123456789abcdef'
+const SECRETS = [PASSWORD, TOKEN, SEAL_KEY]
 
 let sb: TestSandbox | undefined
 afterAll(async () => {
@@ -67,11 +68,15 @@ test('the database password and a GitHub token appear in no output, summary, log
   await pgQuery(url, `SET log_statement = 'none'; ALTER USER postgres PASSWORD '${PASSWORD}'`)
   const withPassword = url.replace('postgresql://postgres@', 'postgresql://postgres:${DB_PASSWORD}@')
   expect(withPassword).not.toBe(url)
-  writeFileSync(sb.config, config.replace(url, withPassword))
+  if (!/^ {2}dir: backups$/m.test(config)) throw new Error(`backups.dir not found in ${sb.config}`)
+  const withSecrets = config
+    .replace(url, withPassword)
+    .replace(/^ {2}dir: backups$/m, '  dir: backups\n  sealKey: ${BACKOUT_SEAL_KEY}')
+  writeFileSync(sb.config, withSecrets)
   // The same service with the database unreachable: the error paths print the URL's host, never its password.
   const badConfig = path.join(sb.dir, 'unreachable.yml')
-  writeFileSync(badConfig, config.replace(url, withPassword.replace(/:(\d+)\/app$/, ':1/app')))
-  const env = { DB_PASSWORD: PASSWORD, GITHUB_TOKEN: TOKEN, GH_TOKEN: TOKEN }
+  writeFileSync(badConfig, withSecrets.replace(withPassword, withPassword.replace(/:(\d+)\/app$/, ':1/app')))
+  const env = { DB_PASSWORD: PASSWORD, GITHUB_TOKEN: TOKEN, GH_TOKEN: TOKEN, BACKOUT_SEAL_KEY: SEAL_KEY }
 
   const leaks: Leak[] = []
   const ran: string[] = []
@@ -112,6 +117,7 @@ test('the database password and a GitHub token appear in no output, summary, log
   ran.push(`action rollback-level-1: exit ${action.code}, decision ${action.outputs.decision ?? '?'}`)
   expect(action.summary.length).toBeGreaterThan(0)
   expect(action.stdout).toContain(`::add-mask::${PASSWORD}`)
+  expect(action.stdout).toContain(`::add-mask::${SEAL_KEY}`)
   leaks.push(
     ...leaksIn('action stdout', logged(action.stdout)),
     ...leaksIn('action stderr', action.stderr),
@@ -142,6 +148,7 @@ test('the database password and a GitHub token appear in no output, summary, log
   )
   // backout.yml keeps the placeholder, not the secret.
   expect(readFileSync(sb.config, 'utf8')).toContain('${DB_PASSWORD}')
+  expect(readFileSync(sb.config, 'utf8')).toContain('${BACKOUT_SEAL_KEY}')
   const files = readdirSync(path.join(sb.dir, 'backups')).length
   process.stdout.write(
     `secrets checked: ${SECRETS.length} secrets, ${ran.length} commands (${ran.join('; ')}), ${files} backups: ${leaks.length} leaks\n`
