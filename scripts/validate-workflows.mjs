@@ -2,7 +2,7 @@
 // @action-validator 0.6's schema predates `runs.using: node24`, so each action.yml is validated as a copy
 // with node20 in its place; the node24 requirement itself is checked here.
 import { execFileSync } from 'node:child_process'
-import { existsSync, mkdtempSync, readFileSync, readdirSync, writeFileSync } from 'node:fs'
+import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
 
@@ -42,4 +42,5 @@ for (const rel of workflows) {
 console.log(
   `validated ${files.length} actions and ${workflows.length} workflows: ${failed ? `${failed} failed` : 'all valid'}`
 )
+rmSync(tmp, { recursive: true, force: true })
 process.exit(failed ? 1 : 0)

@@ -1,4 +1,4 @@
-import { mkdtempSync, writeFileSync } from 'node:fs'
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
 import examples from '@octokit/webhooks-examples'
@@ -15,8 +15,10 @@ let server: GitHubApiServer
 beforeAll(async () => {
   sb = await startSandbox()
 })
+const eventDirs: string[] = []
 afterAll(async () => {
   await sb.down()
+  for (const d of eventDirs) rmSync(d, { recursive: true, force: true })
 })
 beforeEach(async () => {
   server = await start({ roles: { Codertocat: 'write', reader: 'read' } })
@@ -57,7 +59,9 @@ async function commentEvent(body: string, action = 'created', login = 'Codertoca
   event.comment.id = comment.id
   event.comment.body = body
   event.comment.user.login = login
-  const file = path.join(mkdtempSync(path.join(tmpdir(), 'backout-event-')), 'event.json')
+  const dir = mkdtempSync(path.join(tmpdir(), 'backout-event-'))
+  eventDirs.push(dir)
+  const file = path.join(dir, 'event.json')
   writeFileSync(file, JSON.stringify(event))
   return file
 }

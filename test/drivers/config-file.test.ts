@@ -1,9 +1,19 @@
-import { mkdtempSync, writeFileSync } from 'node:fs'
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
 import { UserError } from '../../src/core/errors'
 import { stringify } from 'yaml'
 import { expandEnv, loadConfig } from '../../src/drivers/config-file'
+
+const dirs: string[] = []
+function tempDir(): string {
+  const dir = mkdtempSync(path.join(tmpdir(), 'backout-cfg-'))
+  dirs.push(dir)
+  return dir
+}
+afterAll(() => {
+  for (const d of dirs) rmSync(d, { recursive: true, force: true })
+})
 
 test('${VAR} in database.url comes from the environment; a missing one is a clear error', () => {
   expect(expandEnv('postgresql://app:${DB_PASS}@h/db', 'database.url', { DB_PASS: 'p@ss w' })).toBe(
@@ -15,7 +25,7 @@ test('${VAR} in database.url comes from the environment; a missing one is a clea
 })
 
 test('a missing file and broken YAML are UserErrors that say what to do', () => {
-  const dir = mkdtempSync(path.join(tmpdir(), 'backout-cfg-'))
+  const dir = tempDir()
   expect(() => loadConfig(path.join(dir, 'nope.yml'))).toThrow(
     /does not exist — create it .* pass --config FILE/
   )
@@ -25,7 +35,7 @@ test('a missing file and broken YAML are UserErrors that say what to do', () => 
 })
 
 test('backups.sealKey: ${VAR} expanded as is (not URL-encoded); shorter than 32 characters is a clear error', () => {
-  const dir = mkdtempSync(path.join(tmpdir(), 'backout-cfg-'))
+  const dir = tempDir()
   const file = path.join(dir, 'backout.yml')
   const write = (sealKey: string): void =>
     writeFileSync(

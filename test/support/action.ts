@@ -1,4 +1,4 @@
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs'
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
 import { parse } from 'yaml'
@@ -49,20 +49,24 @@ export async function runAction(
     if (def.default !== undefined && !def.default.includes('${{'))
       inputEnv[`INPUT_${key.toUpperCase()}`] = def.default
   for (const [key, value] of Object.entries(inputs)) inputEnv[`INPUT_${key.toUpperCase()}`] = value
-  const res = await runCommand([process.execPath, path.join(root, 'dist', name, 'index.js')], {
-    env: {
-      PATH: process.env.PATH,
-      HOME: process.env.HOME,
-      GITHUB_OUTPUT: outputFile,
-      GITHUB_STEP_SUMMARY: summaryFile,
-      GITHUB_WORKSPACE: dir,
-      ...inputEnv,
-      ...env
+  try {
+    const res = await runCommand([process.execPath, path.join(root, 'dist', name, 'index.js')], {
+      env: {
+        PATH: process.env.PATH,
+        HOME: process.env.HOME,
+        GITHUB_OUTPUT: outputFile,
+        GITHUB_STEP_SUMMARY: summaryFile,
+        GITHUB_WORKSPACE: dir,
+        ...inputEnv,
+        ...env
+      }
+    })
+    return {
+      ...res,
+      outputs: parseOutputFile(readFileSync(outputFile, 'utf8')),
+      summary: readFileSync(summaryFile, 'utf8')
     }
-  })
-  return {
-    ...res,
-    outputs: parseOutputFile(readFileSync(outputFile, 'utf8')),
-    summary: readFileSync(summaryFile, 'utf8')
+  } finally {
+    rmSync(dir, { recursive: true, force: true })
   }
 }
