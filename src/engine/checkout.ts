@@ -19,24 +19,39 @@ export function asSystemd(runtime: Runtime): SystemdRuntime | undefined {
 const COMMIT = /^(?:[0-9a-f]{40}|[0-9a-f]{64})$/
 
 /**
- * systemd: the commit a backup recorded in images.txt for a colour's checkout, or undefined when it recorded none.
- * A line is `<service>-<colour>:<version> <unit> <gitDir> <commit>` (the systemd runtime's images()); a line naming
- * the target's unit wins over one naming another unit.
+ * What a backup's images.txt recorded for a colour: of the lines `<service>-<colour>:<version> …rest`, the value
+ * `pick(rest)` finds; a line whose first field is `preferred` (the target's unit or compose service) wins over one
+ * naming another. Undefined when nothing was recorded.
  */
-export function recordedCommit(backup: BackupInfo, config: Config, color: Color): string | undefined {
+export function recordedFor(
+  backup: BackupInfo,
+  config: Config,
+  color: Color,
+  preferred: string | undefined,
+  pick: (rest: string[]) => string | undefined
+): string | undefined {
   const file = path.join(backup.dir, 'images.txt')
   if (!existsSync(file)) return undefined
-  const unit = config.targets[color].systemd?.unit
   let found: string | undefined
   for (const line of readFileSync(file, 'utf8').split('\n')) {
     const [name, ...rest] = line.trim().split(/\s+/)
     if (!name?.startsWith(`${config.service}-${color}:`)) continue
-    const commit = rest[2]
-    if (rest.length !== 3 || !commit || !COMMIT.test(commit)) continue
-    if (rest[0] === unit) return commit
-    found ??= commit
+    const value = pick(rest)
+    if (!value) continue
+    if (rest[0] === preferred) return value
+    found ??= value
   }
   return found
+}
+
+/**
+ * systemd: the commit a backup recorded in images.txt for a colour's checkout, or undefined when it recorded none.
+ * A line is `<service>-<colour>:<version> <unit> <gitDir> <commit>` (the systemd runtime's images()).
+ */
+export function recordedCommit(backup: BackupInfo, config: Config, color: Color): string | undefined {
+  return recordedFor(backup, config, color, config.targets[color].systemd?.unit, rest =>
+    rest.length === 3 && rest[2] && COMMIT.test(rest[2]) ? rest[2] : undefined
+  )
 }
 
 /** A checkout verified in pre-flight: the colour's git dir, the commit it is on now, the commit to check out. */

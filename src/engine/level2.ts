@@ -19,7 +19,7 @@ import {
   withAdvisoryLock
 } from '../drivers/sql-migrations'
 import { schemaVersion as sqliteSchemaVersion } from '../drivers/sqlite'
-import { asSystemd, planCheckout, shortCommit } from './checkout'
+import { asSystemd, planCheckout, recordedFor, shortCommit } from './checkout'
 import { checkDatabaseBackup, discardPreparedBase, restoreDatabase } from './database-backup'
 import { confirmServedBy } from './level1'
 import { latestRunRecord } from './operation'
@@ -251,19 +251,9 @@ const PINNABLE = /^(?:\S+@)?sha256:[0-9a-f]{64}$/
  * service wins over one naming another service.
  */
 export function recordedImage(backup: BackupInfo, config: Config, color: Color): string | undefined {
-  const file = path.join(backup.dir, 'images.txt')
-  if (!existsSync(file)) return undefined
-  const composeService = config.targets[color].compose?.service
-  let found: string | undefined
-  for (const line of readFileSync(file, 'utf8').split('\n')) {
-    const [name, ...rest] = line.trim().split(/\s+/)
-    if (!name?.startsWith(`${config.service}-${color}:`)) continue
-    const pin = rest.find(t => PINNABLE.test(t))
-    if (!pin) continue
-    if (rest[0] === composeService) return pin
-    found ??= pin
-  }
-  return found
+  return recordedFor(backup, config, color, config.targets[color].compose?.service, rest =>
+    rest.find(t => PINNABLE.test(t))
+  )
 }
 
 /** Writes the backup's copy of a file over `dest` atomically: a temp file beside it, then rename. */
