@@ -117,16 +117,17 @@ export interface ComposeRuntime extends Runtime {
   waitHealthy(color: Color, signal?: AbortSignal, options?: WaitOptions): Promise<string>
 }
 
-/** A Docker client for the DOCKER_HOST in env (unix://, tcp://), else docker-modem's defaults. */
 /**
- * dockerode (and its ssh2 stack) is loaded on first use: every action bundle carries it, and loading it up
- * front would cost each cold start ~80 ms whether or not the service runs on Docker.
+ * dockerode (with docker-modem, ssh2, @grpc/grpc-js and protobufjs: ~1 MB minified) is loaded on first use,
+ * synchronously. The build (scripts/build.mjs) bundles it apart, into dist/<name>/dockerode/index.js, and maps
+ * this require to that file: a run that never talks to Docker never reads, compiles or evaluates it.
  */
 function loadDockerode(): typeof Dockerode {
   // eslint-disable-next-line @typescript-eslint/no-require-imports
   return require('dockerode') as typeof Dockerode
 }
 
+/** A Docker client for the DOCKER_HOST in env (unix://, tcp://), else docker-modem's defaults. */
 export function dockerFor(env: NodeJS.ProcessEnv = process.env): Dockerode {
   const Dockerode = loadDockerode()
   const host = env.DOCKER_HOST

@@ -5,7 +5,7 @@
  * The token is the caller's to mask (Logger.mask) before anything runs; this driver never puts it in an
  * error message.
  */
-import { Octokit } from '@octokit/rest'
+import type { Octokit } from '@octokit/rest'
 import { fingerprintMarker } from '../core/incident'
 import { OperationError } from '../core/errors'
 import { maskSecrets, type Logger } from '../core/logger'
@@ -108,15 +108,27 @@ function statusOf(error: unknown): number | undefined {
   return typeof status === 'number' ? status : undefined
 }
 
+/**
+ * @octokit/rest is loaded on the first call: a run that makes none (a comment that is not a command, an input
+ * refused) never loads it. The build (scripts/build.mjs) bundles it apart, into dist/<name>/octokit/index.js,
+ * and maps this require to that file.
+ */
+function loadOctokit(): typeof Octokit {
+  // eslint-disable-next-line @typescript-eslint/no-require-imports
+  return (require('@octokit/rest') as { Octokit: typeof Octokit }).Octokit
+}
+
 export function createGitHubApi(options: GitHubApiOptions): GitHubApi {
   const { token, owner, repo, logger } = options
   const quiet = (message: string): void => logger?.debug(maskSecrets(message, [token]))
-  const octokit = new Octokit({
-    auth: token,
-    baseUrl: options.baseUrl.replace(/\/+$/, ''),
-    userAgent: 'backout',
-    log: { debug: quiet, info: quiet, warn: quiet, error: quiet }
-  })
+  let client: Octokit | undefined
+  const octokit = (): Octokit =>
+    (client ??= new (loadOctokit())({
+      auth: token,
+      baseUrl: options.baseUrl.replace(/\/+$/, ''),
+      userAgent: 'backout',
+      log: { debug: quiet, info: quiet, warn: quiet, error: quiet }
+    }))
   const where = { owner, repo }
 
   /**
@@ -147,7 +159,7 @@ export function createGitHubApi(options: GitHubApiOptions): GitHubApi {
       for (const name of new Set(names)) {
         const exists = await call(`get label ${JSON.stringify(name)}`, NEEDS.issues, async () => {
           try {
-            await octokit.rest.issues.getLabel({ ...where, name })
+            await octokit().rest.issues.getLabel({ ...where, name })
             return true
           } catch (error) {
             if (statusOf(error) === 404) return false
@@ -158,7 +170,7 @@ export function createGitHubApi(options: GitHubApiOptions): GitHubApi {
         const style = LABEL_STYLE[name] ?? { color: 'ededed', description: 'Filed by backout' }
         await call(`create label ${JSON.stringify(name)}`, NEEDS.issues, async () => {
           try {
-            await octokit.rest.issues.createLabel({ ...where, name, ...style })
+            await octokit().rest.issues.createLabel({ ...where, name, ...style })
             created.push(name)
           } catch (error) {
             // Another run created it between our check and our create: the label exists, which is the goal.
@@ -172,7 +184,8 @@ export function createGitHubApi(options: GitHubApiOptions): GitHubApi {
     async findOpenIncident(fingerprint) {
       const marker = fingerprintMarker(fingerprint)
       return call('list open incident issues', NEEDS.issues, async () => {
-        const pages = octokit.paginate.iterator(octokit.rest.issues.listForRepo, {
+        const gh = octokit()
+        const pages = gh.paginate.iterator(gh.rest.issues.listForRepo, {
           ...where,
           state: 'open',
           labels: INCIDENT_LABEL,
@@ -188,28 +201,28 @@ export function createGitHubApi(options: GitHubApiOptions): GitHubApi {
 
     async createIssue(title, body, labels) {
       const { data } = await call('create issue', NEEDS.issues, () =>
-        octokit.rest.issues.create({ ...where, title, body, labels: [...labels] })
+        octokit().rest.issues.create({ ...where, title, body, labels: [...labels] })
       )
       return { number: data.number, html_url: data.html_url }
     },
 
     async commentOnIssue(issueNumber, body) {
       const { data } = await call(`comment on issue #${issueNumber}`, NEEDS.issues, () =>
-        octokit.rest.issues.createComment({ ...where, issue_number: issueNumber, body })
+        octokit().rest.issues.createComment({ ...where, issue_number: issueNumber, body })
       )
       return { id: data.id, html_url: data.html_url }
     },
 
     async addReaction(commentId, content) {
       await call(`add reaction ${content} to comment ${commentId}`, NEEDS.issues, () =>
-        octokit.rest.reactions.createForIssueComment({ ...where, comment_id: commentId, content })
+        octokit().rest.reactions.createForIssueComment({ ...where, comment_id: commentId, content })
       )
     },
 
     async getPermission(username) {
       return call(`get permission of ${JSON.stringify(username)}`, NEEDS.metadata, async () => {
         try {
-          const { data } = await octokit.rest.repos.getCollaboratorPermissionLevel({ ...where, username })
+          const { data } = await octokit().rest.repos.getCollaboratorPermissionLevel({ ...where, username })
           return data.role_name
         } catch (error) {
           if (statusOf(error) === 404) return 'none'
@@ -220,7 +233,7 @@ export function createGitHubApi(options: GitHubApiOptions): GitHubApi {
 
     async createDeployment(ref, environment, description, payload) {
       const { data } = await call(`create deployment of ${ref} to ${environment}`, NEEDS.deployments, () =>
-        octokit.rest.repos.createDeployment({
+        octokit().rest.repos.createDeployment({
           ...where,
           ref,
           environment,
@@ -242,7 +255,7 @@ export function createGitHubApi(options: GitHubApiOptions): GitHubApi {
 
     async setDeploymentStatus(id, state, description, environmentUrl) {
       await call(`set deployment ${id} status to ${state}`, NEEDS.deployments, () =>
-        octokit.rest.repos.createDeploymentStatus({
+        octokit().rest.repos.createDeploymentStatus({
           ...where,
           deployment_id: id,
           state,
@@ -254,7 +267,7 @@ export function createGitHubApi(options: GitHubApiOptions): GitHubApi {
 
     async listDeployments(environment) {
       const { data } = await call(`list deployments to ${environment}`, NEEDS.deployments, () =>
-        octokit.rest.repos.listDeployments({ ...where, environment, per_page: 100 })
+        octokit().rest.repos.listDeployments({ ...where, environment, per_page: 100 })
       )
       return data.map(d => ({
         id: d.id,
@@ -271,7 +284,7 @@ export function createGitHubApi(options: GitHubApiOptions): GitHubApi {
       const { data } = await call(
         `get pull request #${pullNumber}`,
         NEEDS.pulls,
-        () => octokit.rest.pulls.get({ ...where, pull_number: pullNumber }),
+        () => octokit().rest.pulls.get({ ...where, pull_number: pullNumber }),
         `pull request #${pullNumber}`
       )
       const head: PullRequestHead = data.head

@@ -161,7 +161,9 @@ test('the disk fills during a snapshot: the error says what may be pruned', asyn
   fill(200_000)
   const res = await running
   rmSync(FILLER(), { force: true })
-  process.stdout.write(`disk full (200 KB left): exit ${res.code}: ${res.stderr.trim().split('\n').slice(-2).join(' | ')}\n`)
+  process.stdout.write(
+    `disk full (200 KB left): exit ${res.code}: ${res.stderr.trim().split('\n').slice(-2).join(' | ')}\n`
+  )
   expect(res.code).toBe(1)
   expect(res.stderr).toMatch(/no space left on device in .*small-backups while writing backup \d{8}-\d{6}/i)
   expect(res.stderr).toMatch(/Backups that may be pruned: \d{8}-\d{6}|No backup may be pruned/)
