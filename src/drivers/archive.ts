@@ -97,22 +97,30 @@ class HashCounter extends Transform {
 /** A child process in a pipeline: its exit becomes a promise that rejects, with its stderr, on failure. */
 interface Stage {
   child: ChildProcess
-  stdin: Writable
+  /** Undefined when the stage reads straight from the previous stage's output (`from`). */
+  stdin: Writable | undefined
   stdout: Readable
   exited: Promise<void>
 }
 
+/**
+ * Spawns one stage. With `from`, the previous stage's stdout becomes this one's stdin directly (the kernel pipe is
+ * handed over and the parent's end closed): the bytes between two tools never pass through this process.
+ */
 function stage(
   argv: readonly string[],
   what: string,
-  options: { okCodes?: number[]; signal?: AbortSignal } = {}
+  options: { okCodes?: number[]; signal?: AbortSignal; from?: Stage } = {}
 ): Stage {
   const [file, ...args] = argv
   if (!file) throw new Error('stage: empty argument list')
-  const child = spawn(file, args, { stdio: ['pipe', 'pipe', 'pipe'], signal: options.signal })
+  const from = options.from?.stdout
+  const child = spawn(file, args, { stdio: [from ?? 'pipe', 'pipe', 'pipe'], signal: options.signal })
+  // The child holds its own copy of the pipe; ours must not read from it (nor be resumed when the writer exits).
+  from?.destroy()
   const err: Buffer[] = []
   let errBytes = 0
-  child.stderr.on('data', (b: Buffer) => {
+  child.stderr?.on('data', (b: Buffer) => {
     if (errBytes < 64 * 1024) err.push(b)
     errBytes += b.length
   })
@@ -134,12 +142,8 @@ function stage(
     })
   })
   // A stage that stops reading early makes the writer see EPIPE; the stage's own exit status tells the story.
-  child.stdin.on('error', () => undefined)
-  return { child, stdin: child.stdin, stdout: child.stdout, exited }
-}
-
-function isClosedPipe(e: unknown): boolean {
-  return isErrno(e, 'EPIPE') || isErrno(e, 'ERR_STREAM_PREMATURE_CLOSE') || isErrno(e, 'ERR_STREAM_DESTROYED')
+  child.stdin?.on('error', () => undefined)
+  return { child, stdin: child.stdin ?? undefined, stdout: child.stdout!, exited }
 }
 
 function isErrno(e: unknown, code: string): boolean {
@@ -189,11 +193,11 @@ async function writeThrough(
   const out = createWriteStream(tmp, { flags: 'wx', mode: 0o600 })
   const links: Promise<unknown>[] = []
   const first = stages[0]
-  if (source && first) links.push(pipeline(source, first.stdin))
+  if (source && first?.stdin) links.push(pipeline(source, first.stdin))
   for (let i = 0; i + 1 < stages.length; i++) {
     const a = stages[i]
     const b = stages[i + 1]
-    if (a && b) links.push(pipeline(a.stdout, b.stdin))
+    if (a && b?.stdin) links.push(pipeline(a.stdout, b.stdin))
   }
   const last = stages[stages.length - 1]
   const tail: Readable | undefined = last ? last.stdout : source
@@ -261,7 +265,10 @@ export async function tarZstd(
     okCodes: options.tolerateChangedFiles ? [0, 1] : [0],
     signal: options.signal
   })
-  const zstd = stage(zstdArgs(options), `compressing ${srcDir} into ${outFile}`, { signal: options.signal })
+  const zstd = stage(zstdArgs(options), `compressing ${srcDir} into ${outFile}`, {
+    signal: options.signal,
+    from: tar
+  })
   return writeThrough([tar, zstd], undefined, outFile)
 }
 
@@ -298,19 +305,16 @@ export async function untarZstd(
       ...(options.members ? ['--', ...options.members] : [])
     ],
     `extracting ${file} into ${destDir}`,
-    { signal: options.signal }
+    { signal: options.signal, from: zstd }
   )
+  const input = zstd.stdin
+  if (!input) throw new Error('untarZstd: zstd has no stdin')
   const results = await Promise.allSettled([
-    pipeline(createReadStream(file), hasher, zstd.stdin),
-    pipeline(zstd.stdout, tar.stdin),
+    pipeline(createReadStream(file), hasher, input),
     zstd.exited,
     tar.exited
   ])
-  // tar stops reading at the end-of-archive marker, leaving the record's padding unread: when both zstd (which
-  // checked the whole frame) and tar exited 0, a premature close of the pipe into tar is not a failure.
-  const bothExitedOk = results[2]?.status === 'fulfilled' && results[3]?.status === 'fulfilled'
   const failures = results
-    .filter((r, i) => !(i === 1 && bothExitedOk && r.status === 'rejected' && isClosedPipe(r.reason)))
     .filter((r): r is PromiseRejectedResult => r.status === 'rejected')
     .map(r => r.reason as unknown)
   if (failures.length > 0) {

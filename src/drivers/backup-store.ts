@@ -243,24 +243,26 @@ export class BackupStore {
     }
   }
 
-  private async fileProblems(info: BackupInfo): Promise<string[]> {
+  private async fileProblems(info: BackupInfo, hashed?: ReadonlyMap<string, string>): Promise<string[]> {
     const actual = new Map<string, ManifestEntry | undefined>()
     for (const want of info.manifest.files) {
       const full = path.join(info.dir, want.path)
       if (!existsSync(full)) continue
-      actual.set(want.path, { path: want.path, size: statSync(full).size, sha256: await sha256File(full) })
+      const sha256 = hashed?.get(want.path) ?? (await sha256File(full))
+      actual.set(want.path, { path: want.path, size: statSync(full).size, sha256 })
     }
     return manifestProblems(info.manifest, actual)
   }
 
   /**
    * Checks the manifest's seal (when sealing is on) and every file against the manifest; returns the problems
-   * (empty when the backup is intact).
+   * (empty when the backup is intact). `hashed`: sha256 of files already read in full since (by a check that
+   * streamed them through a hash, e.g. while extracting), so they are not read again.
    */
-  async verify(id: string): Promise<string[]> {
+  async verify(id: string, options: { hashed?: ReadonlyMap<string, string> } = {}): Promise<string[]> {
     const info = this.get(id)
     const seal = this.sealSource ? sealProblem(info.manifest, this.sealKey(false)) : undefined
-    return [...(seal ? [seal] : []), ...(await this.fileProblems(info))]
+    return [...(seal ? [seal] : []), ...(await this.fileProblems(info, options.hashed))]
   }
 
   /**

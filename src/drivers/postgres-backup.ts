@@ -296,6 +296,8 @@ export interface DumpToc {
   createdAt?: string
   /** sha256 of toc.dat: which dump this is (it holds the creation time and every entry). */
   tocSha256?: string
+  /** sha256 of the .tar.zst read to list it (the whole file is read and hashed on the way). */
+  archiveSha256?: string
 }
 
 function parseToc(listing: string): DumpToc {
@@ -364,8 +366,9 @@ export async function readDumpToc(options: {
   }
   const tmp = await mkdtemp(path.join(options.workDir ?? path.dirname(file), '.toc-'))
   try {
+    let archiveSha256: string
     try {
-      await untarZstd(file, tmp, { members: ['./toc.dat'] })
+      archiveSha256 = (await untarZstd(file, tmp, { members: ['./toc.dat'] })).sha256
     } catch (e) {
       throw new UserError(
         `database dump ${file} is corrupt: ${e instanceof Error ? e.message : String(e)}`,
@@ -373,7 +376,7 @@ export async function readDumpToc(options: {
       )
     }
     const toc = await listDump(binDir, tmp, file)
-    return { ...toc, tocSha256: await sha256File(path.join(tmp, 'toc.dat')) }
+    return { ...toc, tocSha256: await sha256File(path.join(tmp, 'toc.dat')), archiveSha256 }
   } finally {
     await rm(tmp, { recursive: true, force: true })
   }

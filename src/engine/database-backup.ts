@@ -245,7 +245,11 @@ function baseWorkDir(dataDir: string, backupId: string): string {
  * Extracts the backup's base backup next to the data directory and runs pg_verifybackup on it, unless an earlier
  * check already did for exactly this archive (a marker holds its sha256). Returns the directory.
  */
-async function preparedBase(cluster: Cluster, backup: BackupInfo): Promise<string> {
+async function preparedBase(
+  cluster: Cluster,
+  backup: BackupInfo,
+  hashed?: Map<string, string>
+): Promise<string> {
   const base = backup.manifest.database?.base
   if (!base) throw new Error('no base backup')
   const sha = backup.manifest.files.find(f => f.path === base.file)?.sha256 ?? ''
@@ -255,7 +259,7 @@ async function preparedBase(cluster: Cluster, backup: BackupInfo): Promise<strin
   rmSync(marker, { force: true })
   rmSync(dir, { recursive: true, force: true })
   try {
-    await untarZstd(path.join(backup.dir, base.file), dir)
+    hashed?.set(base.file, (await untarZstd(path.join(backup.dir, base.file), dir)).sha256)
   } catch (e) {
     rmSync(dir, { recursive: true, force: true })
     if (e instanceof DiskFullError) throw new UserError(e.message, 'disk_full')
@@ -300,7 +304,12 @@ export function restoresPhysically(service: Service, backup: BackupInfo): boolea
 export async function checkDatabaseBackup(
   service: Service,
   backup: BackupInfo,
-  options: { toTime?: string; log?: Logger } = {}
+  options: {
+    toTime?: string
+    log?: Logger
+    /** Filled with the sha256 of the backup's files this check read in full (see BackupStore.verify). */
+    hashed?: Map<string, string>
+  } = {}
 ): Promise<string> {
   const db = service.config.database
   const m = backup.manifest.database
@@ -347,6 +356,7 @@ export async function checkDatabaseBackup(
     return `SQLite backup passes integrity_check${m.rowCounts ? ', rows and schema as captured' : ''}`
   }
   const toc = await readDumpToc({ file: path.join(backup.dir, m.file), binDir: db.binDir })
+  if (toc.archiveSha256) options.hashed?.set(m.file, toc.archiveSha256)
   const recorded = m.identity
   if (recorded?.dumpTocSha256 && toc.tocSha256 && toc.tocSha256 !== recorded.dumpTocSha256)
     throw new UserError(
@@ -370,7 +380,7 @@ export async function checkDatabaseBackup(
       .concat(m.base ? [`base backup not usable here (${why ?? '?'}): logical restore`] : ['logical restore'])
       .join('; ')
   }
-  const prepared = await preparedBase(cluster, backup)
+  const prepared = await preparedBase(cluster, backup, options.hashed)
   parts.push('base backup passes pg_verifybackup')
   const baseId = await systemIdentifierOf(prepared, cluster.binDir)
   if (m.base.systemIdentifier && baseId !== m.base.systemIdentifier) {
