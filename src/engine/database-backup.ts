@@ -259,7 +259,8 @@ async function preparedBase(
   rmSync(marker, { force: true })
   rmSync(dir, { recursive: true, force: true })
   try {
-    hashed?.set(base.file, (await untarZstd(path.join(backup.dir, base.file), dir)).sha256)
+    const extracted = await untarZstd(path.join(backup.dir, base.file), dir)
+    hashed?.set(base.file, extracted.sha256)
   } catch (e) {
     rmSync(dir, { recursive: true, force: true })
     if (e instanceof DiskFullError) throw new UserError(e.message, 'disk_full')
@@ -293,6 +294,18 @@ export function discardPreparedBase(service: Service, backupId: string): void {
 export function restoresPhysically(service: Service, backup: BackupInfo): boolean {
   const db = service.config.database
   return db?.kind === 'postgres' && !!backup.manifest.database?.base && !!localCluster(db).cluster
+}
+
+/** Waits for a base backup being prepared to settle, discards it, and returns the error to throw. */
+async function discarding(
+  service: Service,
+  backupId: string,
+  physical: Promise<string> | undefined,
+  error: unknown
+): Promise<unknown> {
+  if (physical) await physical.catch(() => undefined)
+  discardPreparedBase(service, backupId)
+  return error
 }
 
 /**
@@ -355,22 +368,35 @@ export async function checkDatabaseBackup(
     }
     return `SQLite backup passes integrity_check${m.rowCounts ? ', rows and schema as captured' : ''}`
   }
-  const toc = await readDumpToc({ file: path.join(backup.dir, m.file), binDir: db.binDir })
+  // The dump's check and the base backup's preparation read different files: both at once.
+  const { cluster, why } = localCluster(db)
+  const physical = m.base && cluster ? preparedBase(cluster, backup, options.hashed) : undefined
+  physical?.catch(() => undefined) // awaited below; handled now so that an early failure is not "unhandled"
+  let toc: Awaited<ReturnType<typeof readDumpToc>>
+  try {
+    toc = await readDumpToc({ file: path.join(backup.dir, m.file), binDir: db.binDir })
+  } catch (e) {
+    throw await discarding(service, backup.id, physical, e)
+  }
   if (toc.archiveSha256) options.hashed?.set(m.file, toc.archiveSha256)
   const recorded = m.identity
   if (recorded?.dumpTocSha256 && toc.tocSha256 && toc.tocSha256 !== recorded.dumpTocSha256)
-    throw new UserError(
-      `the database dump in backup ${backup.id} is not the one it captured: its table of contents differs ` +
-        `(this one dumps database "${toc.dbname ?? '?'}", written ${toc.createdAt ?? 'at an unknown time'}; the backup ` +
-        `captured "${recorded.database ?? '?'}" at ${m.capturedAt ?? '?'}) — a dump of another database (or another ` +
-        'moment) was put in its place. Nothing was changed; pick another backup (backout list)',
-      'backup_foreign'
+    throw await discarding(
+      service,
+      backup.id,
+      physical,
+      new UserError(
+        `the database dump in backup ${backup.id} is not the one it captured: its table of contents differs ` +
+          `(this one dumps database "${toc.dbname ?? '?'}", written ${toc.createdAt ?? 'at an unknown time'}; the backup ` +
+          `captured "${recorded.database ?? '?'}" at ${m.capturedAt ?? '?'}) — a dump of another database (or another ` +
+          'moment) was put in its place. Nothing was changed; pick another backup (backout list)',
+        'backup_foreign'
+      )
     )
   const parts = [
     `dump readable (${toc.entries} TOC entries, ${toc.tables.length} tables${recorded?.dumpTocSha256 ? ', the one captured' : ''})`
   ]
-  const { cluster, why } = localCluster(db)
-  if (!m.base || !cluster) {
+  if (!m.base || !cluster || !physical) {
     if (options.toTime)
       throw new UserError(
         `--to-time needs a physical base backup and the WAL archive: ${m.base ? (why ?? '') : `backup ${backup.id} has no base backup`}`,
@@ -380,7 +406,7 @@ export async function checkDatabaseBackup(
       .concat(m.base ? [`base backup not usable here (${why ?? '?'}): logical restore`] : ['logical restore'])
       .join('; ')
   }
-  const prepared = await preparedBase(cluster, backup, options.hashed)
+  const prepared = await physical
   parts.push('base backup passes pg_verifybackup')
   const baseId = await systemIdentifierOf(prepared, cluster.binDir)
   if (m.base.systemIdentifier && baseId !== m.base.systemIdentifier) {
