@@ -695,7 +695,8 @@ async function benchRestore(b: Big, snap: SnapshotFigures): Promise<void> {
         `of the base backup, pg_verifybackup of it, and the dump decompressed to prove it readable (raw volume extraction alone:`,
         `${s1(rawVol.ms)}; raw base-backup copy + start: ${s1(rawPhysMs)}) — on 2 vCPUs they take turns. The recipe checks`,
         'nothing before it starts: its restore is fast because it trusts the files. What would still help: pg_verifybackup',
-        'at snapshot time (so the restore could skip its checksums, proven by the sha256 chain), or more cores.'      ].join('\n')
+        'at snapshot time (so the restore could skip its checksums, proven by the sha256 chain), or more cores.'
+      ].join('\n')
     )
   if (logicalRatio < 0.9)
     notes.push(
