@@ -3,6 +3,7 @@ import { OperationError, UserError } from '../core/errors'
 import type { RunRecord } from '../core/run-record'
 import type { Step } from './run-steps'
 import { activeColor, answeredBy, probeThroughNginx, targetReady, type Service } from './service'
+import { field } from '../drivers/http'
 import { safetyBackupStep } from './snapshot'
 import { sleep } from '../drivers/sleep'
 
@@ -20,16 +21,33 @@ export async function confirmServedBy(
   let streak = 0
   let others = 0
   let failures = 0
+  // nginx routes only to `color` here: a long run of answers that all report another version means the target
+  // itself runs other code (a checkout or image that was not rolled back) — said at once, not at the deadline.
+  let wrongInARow = 0
+  const wrongLimit = Math.max(30, 3 * needed)
   while (streak < needed) {
     if (signal.aborted)
       throw new OperationError(`nginx did not serve ${color} ${needed} times in a row in time`)
     const res = await probeThroughNginx(service.config, signal)
     const by = res.ok ? answeredBy(service.config, res) : undefined
-    if (by === color) streak++
-    else {
+    if (by === color) {
+      streak++
+      wrongInARow = 0
+    } else {
       streak = 0
       if (res.ok) others++
       else failures++
+      wrongInARow = res.ok && by !== undefined ? wrongInARow + 1 : 0
+      if (wrongInARow >= wrongLimit) {
+        const reported = field(res.json, 'version')
+        const version = typeof reported === 'string' ? reported : '?'
+        throw new OperationError(
+          `nginx routes to ${color} (${service.config.targets[color].upstream}), but ${wrongInARow} answers in a row report ` +
+            `version ${version}, not ${service.config.targets[color].version}: ${color} runs other code — roll its code ` +
+            'back (the git checkout or the image it runs), then run the rollback again',
+          'wrong_version'
+        )
+      }
       await sleep(20, signal)
     }
   }

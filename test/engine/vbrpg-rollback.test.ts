@@ -603,4 +603,31 @@ maybe('VBRPG rollbacks on a real systemd + git, nginx, SQLite and alembic', () =
     expect(await rows()).toBe(before)
     await expectBlueOnV1(config)
   })
+
+  it('Level 3 without gitDir after a deploy moved blue to v2: the data comes back, and Service startup says at once that blue runs other code', async () => {
+    const { dir, config, release, before, rows, db, log } = await released()
+    await sqliteExec(db, 'DELETE FROM game_rooms WHERE id > 20;')
+    await inCtr('git', '-C', CHECKOUTS.blue, 'checkout', '--quiet', '--detach', 'v2')
+    await inCtr('systemctl', 'restart', UNITS.blue)
+    const noGitDir = createService(
+      loadConfigFor(dir, ctr!.hostPorts, ctr!.exec, Number(new URL(config.nginx.url).port), {
+        gitDir: false,
+        file: 'no-gitdir.yml'
+      }),
+      log
+    )
+    const t = Date.now()
+    const { record, error } = await level3(noGitDir, release.id)
+    const ms = Date.now() - t
+    console.log(`Level 3 without gitDir, blue on v2: failed in ${ms} ms`)
+    expect(record.status).toBe('failed')
+    expect(exitCodeFor(error)).toBe(1)
+    expect(record.error).toMatch(
+      /nginx routes to blue .*, but \d+ answers in a row report version v2, not v1: blue runs other code — roll its code back/
+    )
+    expect(record.steps.find(s => s.status === 'failed')?.name).toBe('Service startup')
+    // Failed fast: well inside the step's budget (it used to wait for the deadline).
+    expect(ms).toBeLessThan(60_000)
+    expect(await rows()).toBe(before) // the data did come back
+  })
 })
