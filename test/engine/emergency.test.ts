@@ -4,7 +4,7 @@ import path from 'node:path'
 import { MemoryLogger } from '../../src/core/logger'
 import { loadConfig } from '../../src/drivers/config-file'
 import { runCommand } from '../../src/drivers/exec'
-import { readPid } from '../../src/drivers/process'
+import { isAlive, readPid } from '../../src/drivers/process'
 import { dbCorruption, outageDiagnostics, securityHoldFile } from '../../src/engine/emergency'
 import { createService, type Service } from '../../src/engine/service'
 import { runCli, startSandbox, type TestSandbox } from '../support/cli'
@@ -24,7 +24,10 @@ afterAll(async () => {
 })
 
 test('outage: diagnostics and the recommended action, changing nothing', async () => {
-  process.kill(readPid(path.join(sb.dir, 'run/green.pid'))!, 'SIGKILL')
+  const green = readPid(path.join(sb.dir, 'run/green.pid'))!
+  process.kill(green, 'SIGKILL')
+  // The signal is delivered asynchronously: the outage starts once the process is gone.
+  for (let i = 0; i < 200 && isAlive(green); i++) await new Promise(r => setTimeout(r, 10))
   appendFileSync(path.join(sb.dir, 'logs/green.log'), 'ERROR database connection refused\n')
   const upstream = readFileSync(path.join(sb.dir, 'nginx/upstream.conf'), 'utf8')
 
