@@ -1,5 +1,5 @@
 import * as core from '@actions/core'
-import { exitCodeFor, messageOf, reasonCodeFor } from '../core/errors'
+import { UserError, exitCodeFor, messageOf, reasonCodeFor } from '../core/errors'
 import type { RunRecord } from '../core/run-record'
 import { runSummaryMarkdown } from '../core/summary'
 import { configPath, loadConfig } from '../drivers/config-file'
@@ -30,6 +30,44 @@ export function booleanInput(name: string): boolean {
   return core.getBooleanInput(name)
 }
 
+/** Names the `env` input may not set: they change how backout itself or the runner behaves. */
+const RESERVED_ENV = /^(PATH|HOME|NODE_.*|LD_.*|GITHUB_.*|RUNNER_.*|ACTIONS_.*|INPUT_.*|BACKOUT_CONFIG)$/
+
+/**
+ * The `env` input: lines of NAME=value (from a secret, e.g. `env: ${{ secrets.BACKOUT_ENV }}`) that supply the
+ * ${VAR}s of backout.yml when the runner's environment does not. Each value is masked before anything is logged.
+ * Blank lines and # comments are skipped; anything else that is not NAME=value is refused (exit 2), naming the line
+ * number — never its content.
+ */
+export function parseEnvInput(text: string): Record<string, string> {
+  const out: Record<string, string> = {}
+  text.split(/\r?\n/).forEach((line, i) => {
+    if (!line.trim() || line.trimStart().startsWith('#')) return
+    const m = /^\s*([A-Za-z_][A-Za-z0-9_]*)=(.*)$/.exec(line)
+    if (!m?.[1])
+      throw new UserError(
+        `input env, line ${i + 1}: expected NAME=value (a letter or _ first, then letters, digits, _) — fix the secret that feeds it`,
+        'bad_input'
+      )
+    if (RESERVED_ENV.test(m[1]))
+      throw new UserError(
+        `input env, line ${i + 1}: ${m[1]} cannot be set this way (it changes how backout or the runner behaves) — ` +
+          'only the ${VAR}s that backout.yml uses belong there',
+        'bad_input'
+      )
+    out[m[1]] = m[2] ?? ''
+  })
+  return out
+}
+
+function applyEnvInput(): void {
+  const values = parseEnvInput(core.getInput('env'))
+  for (const [name, value] of Object.entries(values)) {
+    if (value) core.setSecret(value)
+    process.env[name] = value
+  }
+}
+
 /**
  * The one wrapper around every action: reads nothing itself but the config path, runs the action, sets
  * decision / reason_code / result and the action's outputs, writes the job summary, and is the only
@@ -45,6 +83,7 @@ export async function runAction(
     service: () => createService(loadConfig(configPath(core.getInput('config') || undefined)), log)
   }
   try {
+    applyEnvInput()
     const outcome = await run(ctx)
     setOutputs(name, outcome)
     const summary = [outcome.record ? runSummaryMarkdown(outcome.record) : '', outcome.summary ?? '']

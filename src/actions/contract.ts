@@ -4,39 +4,39 @@
  */
 export const ACTIONS = {
   backout: {
-    inputs: ['config', 'level', 'target', 'to-time', 'reason', 'dry-run'],
+    inputs: ['config', 'env', 'level', 'target', 'to-time', 'reason', 'dry-run'],
     outputs: ['decision', 'reason_code', 'result', 'from', 'to', 'duration_seconds', 'safety_backup_id']
   },
   assess: {
-    inputs: ['config', 'samples'],
+    inputs: ['config', 'env', 'samples'],
     outputs: ['decision', 'reason_code', 'result', 'severity', 'level', 'should_rollback', 'reasons']
   },
   snapshot: {
-    inputs: ['config', 'safety'],
+    inputs: ['config', 'env', 'safety'],
     outputs: ['decision', 'reason_code', 'result', 'backup_id']
   },
   'rollback-level-1': {
-    inputs: ['config', 'reason', 'dry-run'],
+    inputs: ['config', 'env', 'reason', 'dry-run'],
     outputs: ['decision', 'reason_code', 'result', 'from', 'to', 'duration_seconds', 'safety_backup_id']
   },
   'rollback-level-2': {
-    inputs: ['config', 'reason', 'dry-run', 'target'],
+    inputs: ['config', 'env', 'reason', 'dry-run', 'target'],
     outputs: ['decision', 'reason_code', 'result', 'from', 'to', 'duration_seconds', 'safety_backup_id']
   },
   'rollback-level-3': {
-    inputs: ['config', 'reason', 'dry-run', 'target', 'to-time'],
+    inputs: ['config', 'env', 'reason', 'dry-run', 'target', 'to-time'],
     outputs: ['decision', 'reason_code', 'result', 'from', 'to', 'duration_seconds', 'safety_backup_id']
   },
   validate: {
-    inputs: ['config', 'thorough'],
+    inputs: ['config', 'env', 'thorough'],
     outputs: ['decision', 'reason_code', 'result', 'passed']
   },
   chatops: {
-    inputs: ['config', 'token', 'default-environment', 'report'],
+    inputs: ['config', 'env', 'token', 'default-environment', 'report'],
     outputs: ['decision', 'reason_code', 'result', 'should_run', 'level', 'target', 'environment', 'dry_run']
   },
   'open-incident': {
-    inputs: ['config', 'token', 'result', 'reason'],
+    inputs: ['config', 'env', 'token', 'result', 'reason'],
     outputs: ['decision', 'reason_code', 'result', 'issue_number', 'issue_url']
   }
 } as const

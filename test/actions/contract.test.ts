@@ -2,6 +2,8 @@ import { readFileSync } from 'node:fs'
 import path from 'node:path'
 import { parse } from 'yaml'
 import { ACTIONS, type ActionName } from '../../src/actions/contract'
+import { parseEnvInput } from '../../src/actions/action-runner'
+import { UserError } from '../../src/core/errors'
 
 const root = path.resolve(__dirname, '../..')
 interface ActionYml {
@@ -30,6 +32,38 @@ describe.each(Object.keys(ACTIONS) as ActionName[])('%s action.yml', name => {
     for (const [key, input] of Object.entries(yml.inputs ?? {})) {
       if (!input.required) expect(input.default).toBeDefined()
       if (['dry-run', 'safety', 'thorough'].includes(key)) expect(['true', 'false']).toContain(input.default)
+    }
+  })
+})
+
+describe('the env input: NAME=value lines for the ${VAR}s of backout.yml', () => {
+  test('parsed line by line; blank lines and comments skipped; = in values kept', () => {
+    expect(parseEnvInput('# secrets\nDB_PASSWORD=p=w d\n\n  BACKOUT_SEAL_KEY=k\r\nEMPTY=\n')).toEqual({
+      DB_PASSWORD: 'p=w d',
+      BACKOUT_SEAL_KEY: 'k',
+      EMPTY: ''
+    })
+    expect(parseEnvInput('')).toEqual({})
+  })
+  test('anything else is refused with the line number, never the content', () => {
+    for (const [text, line] of [
+      ['A=1\nnot a pair', 2],
+      ['1X=secret-value', 1],
+      ['A=1\n\nexport B=2', 3],
+      ['NODE_OPTIONS=--require /tmp/x.js', 1],
+      ['PATH=/tmp', 1],
+      ['GITHUB_TOKEN=x', 1]
+    ] as const) {
+      let message = ''
+      try {
+        parseEnvInput(text)
+      } catch (e) {
+        expect(e).toBeInstanceOf(UserError)
+        message = (e as Error).message
+      }
+      expect(message).toMatch(new RegExp(`^input env, line ${line}: `))
+      expect(message).not.toContain('secret-value')
+      expect(message).not.toContain('/tmp')
     }
   })
 })

@@ -124,6 +124,28 @@ test('the database password and a GitHub token appear in no output, summary, log
     ...leaksIn('action job summary', action.summary),
     ...leaksIn('action outputs', JSON.stringify(action.outputs))
   )
+  // The same secrets handed over as the `env` input (from a secret) instead of the runner's environment.
+  const viaInput = await runAction(
+    'rollback-level-1',
+    {
+      config: sb.config,
+      'dry-run': 'true',
+      env: `# from secrets.BACKOUT_ENV\nDB_PASSWORD=${PASSWORD}\nBACKOUT_SEAL_KEY=${SEAL_KEY}\n`
+    },
+    { GITHUB_TOKEN: TOKEN }
+  )
+  ran.push(
+    `action rollback-level-1 (secrets from the env input, dry run): exit ${viaInput.code}, ${viaInput.outputs.reason_code ?? '?'}`
+  )
+  expect(viaInput.outputs.reason_code).not.toBe('bad_config')
+  expect(viaInput.stdout).toContain(`::add-mask::${PASSWORD}`)
+  expect(viaInput.stdout).toContain(`::add-mask::${SEAL_KEY}`)
+  leaks.push(
+    ...leaksIn('action (env input) stdout', logged(viaInput.stdout)),
+    ...leaksIn('action (env input) stderr', viaInput.stderr),
+    ...leaksIn('action (env input) job summary', viaInput.summary),
+    ...leaksIn('action (env input) outputs', JSON.stringify(viaInput.outputs))
+  )
   const dryRun = await runAction('rollback-level-1', { config: badConfig, 'dry-run': 'true' }, env)
   ran.push(`action rollback-level-1 (database unreachable, dry run): exit ${dryRun.code}`)
   leaks.push(
