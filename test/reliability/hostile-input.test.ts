@@ -1,4 +1,5 @@
 import path from 'node:path'
+import { parseEnvInput } from '../../src/actions/action-runner'
 import fc from 'fast-check'
 import { parseComment, authorize } from '../../src/core/chatops'
 import { parseConfig } from '../../src/core/config'
@@ -147,6 +148,41 @@ test('history reasons: any text round-trips through one line of the runbook form
       const back = parseHistoryLine(line)
       expect(back?.reason).toBe(reason.replace(/[\r\n]+/g, ' '))
     }),
+    { numRuns: RUNS }
+  )
+})
+
+test('the env input: any text parses to well-formed, unreserved names or a UserError that never echoes a line', () => {
+  fc.assert(
+    fc.property(
+      fc.array(fc.oneof(hostileToken, fc.constantFrom('A=1', 'PATH=/x', 'NODE_OPTIONS=-r x')), {
+        maxLength: 6
+      }),
+      lines => {
+        count('env-input')
+        const text = lines.join('\n')
+        let parsed: Record<string, string> | undefined
+        try {
+          parsed = parseEnvInput(text)
+        } catch (e) {
+          expect(e).toBeInstanceOf(UserError)
+          const message = (e as Error).message
+          expect(message).toMatch(/^input env, line \d+: /)
+          // Only the line number and, for a reserved name, the name itself: never a value.
+          for (const line of lines) {
+            const value = line.includes('=') ? line.slice(line.indexOf('=') + 1) : line
+            if (value.length > 8) expect(message).not.toContain(value)
+          }
+          return
+        }
+        for (const [name] of Object.entries(parsed)) {
+          expect(name).toMatch(/^[A-Za-z_][A-Za-z0-9_]*$/)
+          expect(name).not.toMatch(
+            /^(PATH|HOME|NODE_.*|LD_.*|GITHUB_.*|RUNNER_.*|ACTIONS_.*|INPUT_.*|BACKOUT_CONFIG)$/
+          )
+        }
+      }
+    ),
     { numRuns: RUNS }
   )
 })
