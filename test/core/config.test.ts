@@ -1,24 +1,8 @@
 import { parseConfig } from '../../src/core/config'
 import { UserError } from '../../src/core/errors'
+import { minimalConfig } from '../support/minimal-config'
 
-const minimal = {
-  service: 'spacetime',
-  runtime: 'process',
-  targets: {
-    blue: {
-      version: 'v2.4.9',
-      upstream: '127.0.0.1:8081',
-      process: { command: ['app'], pidFile: 'blue.pid' }
-    },
-    green: {
-      version: 'v2.5.0',
-      upstream: '127.0.0.1:8082',
-      process: { command: ['app'], pidFile: 'green.pid' }
-    }
-  },
-  nginx: { upstreamFile: 'upstream.conf', url: 'http://127.0.0.1:8080' },
-  backups: { dir: 'backups' }
-}
+const minimal = minimalConfig
 
 test('the runbook defaults fill what the file leaves out', () => {
   const cfg = parseConfig(minimal, 'backout.yml')

@@ -4,6 +4,7 @@ import path from 'node:path'
 import { UserError } from '../../src/core/errors'
 import { stringify } from 'yaml'
 import { expandEnv, loadConfig } from '../../src/drivers/config-file'
+import { minimalConfig } from '../support/minimal-config'
 
 const dirs: string[] = []
 function tempDir(): string {
@@ -38,27 +39,7 @@ test('backups.sealKey: ${VAR} expanded as is (not URL-encoded); shorter than 32 
   const dir = tempDir()
   const file = path.join(dir, 'backout.yml')
   const write = (sealKey: string): void =>
-    writeFileSync(
-      file,
-      stringify({
-        service: 'spacetime',
-        runtime: 'process',
-        targets: {
-          blue: {
-            version: 'v1',
-            upstream: '127.0.0.1:8081',
-            process: { command: ['app'], pidFile: 'b.pid' }
-          },
-          green: {
-            version: 'v2',
-            upstream: '127.0.0.1:8082',
-            process: { command: ['app'], pidFile: 'g.pid' }
-          }
-        },
-        nginx: { upstreamFile: 'upstream.conf', url: 'http://127.0.0.1:8080' },
-        backups: { dir: 'backups', sealKey }
-      })
-    )
+    writeFileSync(file, stringify({ ...minimalConfig, backups: { dir: 'backups', sealKey } }))
   const key = 'k/+= '.repeat(8)
   process.env.BACKOUT_TEST_SEAL = key
   try {

@@ -2,6 +2,7 @@ import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, write
 import { tmpdir } from 'node:os'
 import path from 'node:path'
 import { stringify as toYaml } from 'yaml'
+import type { Config } from '../../src/core/config'
 import { exitCodeFor } from '../../src/core/errors'
 import { MemoryLogger } from '../../src/core/logger'
 import type { RunRecord } from '../../src/core/run-record'
@@ -248,6 +249,17 @@ maybe('VBRPG rollbacks on a real systemd + git, nginx, SQLite and alembic', () =
    * The release record and the deployment, as VBRPG's deploy.sh leaves them: blue ran v1 at revision b2 with data
    * when the snapshot was taken; then green started on v2, alembic upgraded to head and nginx moved to green.
    */
+  /** The same service with targets.*.systemd.gitDir left out of its config (no-gitdir.yml). */
+  function withoutGitDir(dir: string, config: Config, log: MemoryLogger): Service {
+    return createService(
+      loadConfigFor(dir, ctr!.hostPorts, ctr!.exec, Number(new URL(config.nginx.url).port), {
+        gitDir: false,
+        file: 'no-gitdir.yml'
+      }),
+      log
+    )
+  }
+
   async function released(options: { dataLossMigration?: boolean; waitSeconds?: number } = {}) {
     const t0 = Date.now()
     const dir = mkdtempSync(path.join(tmpdir(), 'backout-vbrpg-'))
@@ -462,13 +474,7 @@ maybe('VBRPG rollbacks on a real systemd + git, nginx, SQLite and alembic', () =
   it('refuses without a checkout to pin (exit 2, nothing changed); a unit that never gets ready fails with its last 50 journal lines', async () => {
     const { dir, config, alembic, log } = await released({ waitSeconds: 2 })
     // Without targets.blue.systemd.gitDir there is no checkout to move to the recorded commit.
-    const noGitDir = createService(
-      loadConfigFor(dir, ctr!.hostPorts, ctr!.exec, Number(new URL(config.nginx.url).port), {
-        gitDir: false,
-        file: 'no-gitdir.yml'
-      }),
-      log
-    )
+    const noGitDir = withoutGitDir(dir, config, log)
     const refused = await level2(noGitDir)
     expect(refused.record.status).toBe('refused')
     expect(refused.record.reasonCode).toBe('no_recorded_commit')
@@ -581,13 +587,7 @@ maybe('VBRPG rollbacks on a real systemd + git, nginx, SQLite and alembic', () =
     // back announcing v2 and Service startup would fail, nginx never seeing blue answer.)
     const { dir, config, release, before, rows, db, log } = await released()
     await sqliteExec(db, 'DELETE FROM game_rooms WHERE id > 20;')
-    const noGitDir = createService(
-      loadConfigFor(dir, ctr!.hostPorts, ctr!.exec, Number(new URL(config.nginx.url).port), {
-        gitDir: false,
-        file: 'no-gitdir.yml'
-      }),
-      log
-    )
+    const noGitDir = withoutGitDir(dir, config, log)
     const t = Date.now()
     const { record, error } = await level3(noGitDir, release.id)
     expect(error).toBeUndefined()
@@ -609,13 +609,7 @@ maybe('VBRPG rollbacks on a real systemd + git, nginx, SQLite and alembic', () =
     await sqliteExec(db, 'DELETE FROM game_rooms WHERE id > 20;')
     await inCtr('git', '-C', CHECKOUTS.blue, 'checkout', '--quiet', '--detach', 'v2')
     await inCtr('systemctl', 'restart', UNITS.blue)
-    const noGitDir = createService(
-      loadConfigFor(dir, ctr!.hostPorts, ctr!.exec, Number(new URL(config.nginx.url).port), {
-        gitDir: false,
-        file: 'no-gitdir.yml'
-      }),
-      log
-    )
+    const noGitDir = withoutGitDir(dir, config, log)
     const t = Date.now()
     const { record, error } = await level3(noGitDir, release.id)
     const ms = Date.now() - t
