@@ -296,6 +296,60 @@ export function restoresPhysically(service: Service, backup: BackupInfo): boolea
   return db?.kind === 'postgres' && !!backup.manifest.database?.base && !!localCluster(db).cluster
 }
 
+/** Where a backup's dump is extracted (and checked) ahead of a logical restore, reused by the restore. */
+function dumpWorkDir(config: Config, backupId: string): string {
+  return path.join(config.state.dir, `prepared-dump-${backupId}`)
+}
+
+/** The dump extracted by an earlier check of exactly this archive (its marker holds the sha256), if any. */
+function readyPreparedDump(service: Service, backup: BackupInfo): string | undefined {
+  const file = backup.manifest.database?.file
+  const sha = backup.manifest.files.find(f => f.path === file)?.sha256
+  const dir = dumpWorkDir(service.config, backup.id)
+  const marker = `${dir}.verified`
+  return sha && existsSync(dir) && existsSync(marker) && readFileSync(marker, 'utf8').trim() === sha
+    ? dir
+    : undefined
+}
+
+/**
+ * Extracts the backup's dump into the state directory, hashing the archive as it is read, so that a logical restore
+ * later starts pg_restore at once: the unpacking happens while the service still runs, not during the downtime.
+ */
+async function preparedDump(
+  service: Service,
+  backup: BackupInfo,
+  hashed?: Map<string, string>
+): Promise<string> {
+  const ready = readyPreparedDump(service, backup)
+  if (ready) return ready
+  const file = backup.manifest.database?.file
+  if (!file) throw new Error('no dump')
+  const sha = backup.manifest.files.find(f => f.path === file)?.sha256 ?? ''
+  const dir = dumpWorkDir(service.config, backup.id)
+  discardPreparedDump(service, backup.id)
+  try {
+    const extracted = await untarZstd(path.join(backup.dir, file), dir)
+    hashed?.set(file, extracted.sha256)
+  } catch (e) {
+    rmSync(dir, { recursive: true, force: true })
+    if (e instanceof DiskFullError) throw new UserError(e.message, 'disk_full')
+    throw new UserError(
+      `database dump ${path.join(backup.dir, file)} is corrupt: ${messageOf(e)} — pick another backup`,
+      'backup_corrupt'
+    )
+  }
+  writeFileSync(`${dir}.verified`, sha + '\n')
+  return dir
+}
+
+/** Removes what preparedDump left (after a restore, a dry run, or a refusal). */
+export function discardPreparedDump(service: Service, backupId: string): void {
+  const dir = dumpWorkDir(service.config, backupId)
+  rmSync(dir, { recursive: true, force: true })
+  rmSync(`${dir}.verified`, { force: true })
+}
+
 /** Waits for a base backup being prepared to settle, discards it, and returns the error to throw. */
 async function discarding(
   service: Service,
@@ -305,6 +359,7 @@ async function discarding(
 ): Promise<unknown> {
   if (physical) await physical.catch(() => undefined)
   discardPreparedBase(service, backupId)
+  discardPreparedDump(service, backupId)
   return error
 }
 
@@ -322,6 +377,11 @@ export async function checkDatabaseBackup(
     log?: Logger
     /** Filled with the sha256 of the backup's files this check read in full (see BackupStore.verify). */
     hashed?: Map<string, string>
+    /**
+     * A logical restore follows (Level 3, Level 2's Method 2): extract the whole dump now, while the service still
+     * runs, and keep it for restoreDatabase. Otherwise only toc.dat is extracted (the whole archive is still read).
+     */
+    prepareLogical?: boolean
   } = {}
 ): Promise<string> {
   const db = service.config.database
@@ -374,7 +434,11 @@ export async function checkDatabaseBackup(
   physical?.catch(() => undefined) // awaited below; handled now so that an early failure is not "unhandled"
   let toc: Awaited<ReturnType<typeof readDumpToc>>
   try {
-    toc = await readDumpToc({ file: path.join(backup.dir, m.file), binDir: db.binDir })
+    const dumpPath =
+      options.prepareLogical && !physical
+        ? await preparedDump(service, backup, options.hashed)
+        : path.join(backup.dir, m.file)
+    toc = await readDumpToc({ file: dumpPath, binDir: db.binDir })
   } catch (e) {
     throw await discarding(service, backup.id, physical, e)
   }
@@ -560,15 +624,22 @@ export async function restoreDatabase(
   // A logical restore needs the server up; it may be down after an interrupted physical attempt.
   if (cluster && !clusterPid(cluster.dataDir)) await startCluster(cluster, clusterLog(service.config))
   const database = databaseName(db.url)
-  const res = await logicalRestore({
-    url: urlForDatabase(db.url, 'postgres'),
-    database,
-    file: path.join(backup.dir, m.file),
-    binDir: db.binDir,
-    workDir: path.join(service.config.state.dir),
-    keepReplaced: true,
-    logger: log
-  })
+  // The dump the pre-flight check extracted (and hashed) while the service ran, else the archive itself.
+  const prepared = readyPreparedDump(service, backup)
+  let res: Awaited<ReturnType<typeof logicalRestore>>
+  try {
+    res = await logicalRestore({
+      url: urlForDatabase(db.url, 'postgres'),
+      database,
+      file: prepared ?? path.join(backup.dir, m.file),
+      binDir: db.binDir,
+      workDir: path.join(service.config.state.dir),
+      keepReplaced: true,
+      logger: log
+    })
+  } finally {
+    discardPreparedDump(service, backup.id)
+  }
   return {
     restoredTo: capturedAt,
     walReplayed: false,
@@ -577,6 +648,7 @@ export async function restoreDatabase(
     keptAside: res.keptAs,
     detail:
       `logical restore of ${backup.id} (${res.toc.tables.length} tables) in ${(res.durationMs / 1000).toFixed(1)} s` +
+      (prepared ? ' from the dump unpacked during the pre-flight' : '') +
       (res.keptAs ? `; the replaced database kept as ${res.keptAs}` : '')
   }
 }

@@ -20,7 +20,12 @@ import {
 } from '../drivers/sql-migrations'
 import { schemaVersion as sqliteSchemaVersion } from '../drivers/sqlite'
 import { asSystemd, planCheckout, recordedFor, shortCommit } from './checkout'
-import { checkDatabaseBackup, discardPreparedBase, restoreDatabase } from './database-backup'
+import {
+  checkDatabaseBackup,
+  discardPreparedBase,
+  discardPreparedDump,
+  restoreDatabase
+} from './database-backup'
 import { confirmServedBy } from './level1'
 import { latestRunRecord } from './operation'
 import type { LevelSteps, RollbackRequest } from './rollback-request'
@@ -155,8 +160,11 @@ async function planDatabase(service: Service, backup: BackupInfo, dryRun: boolea
         'no_rollback_method'
       )
     // Everything about the capture that can be checked before anything stops (a UserError otherwise).
-    const checked = await checkDatabaseBackup(service, backup, { log: service.log })
-    if (dryRun) discardPreparedBase(service, backup.id)
+    const checked = await checkDatabaseBackup(service, backup, { log: service.log, prepareLogical: true })
+    if (dryRun) {
+      discardPreparedBase(service, backup.id)
+      discardPreparedDump(service, backup.id)
+    }
     return {
       method: 'restore',
       why,

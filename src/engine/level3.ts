@@ -22,6 +22,7 @@ import { confirmServedBy } from './level1'
 import {
   checkDatabaseBackup,
   discardPreparedBase,
+  discardPreparedDump,
   extractDrill,
   localCluster,
   restoreDatabase,
@@ -265,7 +266,9 @@ export const level3Steps: LevelSteps = (service, record, req) => {
         }
         const [data, database] = await Promise.allSettled([
           timed('data archives', prepareData),
-          timed('database', () => checkDatabaseBackup(service, b, { toTime: req.toTime, log, hashed }))
+          timed('database', () =>
+            checkDatabaseBackup(service, b, { toTime: req.toTime, log, hashed, prepareLogical: true })
+          )
         ])
         const [checksums] = await Promise.allSettled([
           timed('other checksums', () => store.verify(b.id, { hashed }))
@@ -273,6 +276,7 @@ export const level3Steps: LevelSteps = (service, record, req) => {
         const refuse = (e: unknown): never => {
           discardPreparedData(service, b.id)
           discardPreparedBase(service, b.id)
+          discardPreparedDump(service, b.id)
           throw e
         }
         if (checksums.status === 'rejected') refuse(checksums.reason)
@@ -327,6 +331,7 @@ export const level3Steps: LevelSteps = (service, record, req) => {
         if (req.dryRun) {
           discardPreparedBase(service, b.id)
           discardPreparedData(service, b.id)
+          discardPreparedDump(service, b.id)
         }
         const times = Object.entries(took)
           .map(([k, v]) => `${k} ${v.toFixed(1)} s`)

@@ -247,3 +247,36 @@ test('(d) SQLite: a corrupted file → Level 3 → integrity ok and counts equal
   expect(record.dataLoss?.walReplayed).toBe(false)
   expect(new Set(await whoServes(sb.nginxUrl, 5))).toEqual(new Set(['green']))
 })
+
+test('(e) no local cluster (database.dataDir unset): the logical path, the dump unpacked during the pre-flight and reused by the restore', async () => {
+  sb = await startSandbox()
+  const config = readFileSync(sb.config, 'utf8')
+  expect(config).toMatch(/^ {2}dataDir: pg\/data$/m)
+  writeFileSync(sb.config, config.replace(/^ {2}dataDir: pg\/data\n/m, ''))
+  const service = createService(loadConfig(sb.config), new MemoryLogger())
+  const snap = await takeSnapshot(service, { safety: false })
+  expect(snap.manifest.database?.base).toBeUndefined()
+  const before = await fingerprint(service)
+  await pgQuery(dbUrl(service), "UPDATE users SET email = 'bad' || id || '@corrupt.test'")
+  const prepared = (): string[] =>
+    readdirSync(path.join(sb!.dir, 'state')).filter(n => n.startsWith('prepared-dump-'))
+
+  const dry = await rollback(service, { level: 3, reason: 'plan', dryRun: true, confirm })
+  expect(dry.error).toBeUndefined()
+  expect(dry.record.steps.find(s => s.name === 'Pre-flight checks')!.detail).toMatch(/logical restore/)
+  expect(prepared()).toEqual([]) // a dry run leaves nothing behind
+
+  const { record, error } = await rollback(service, {
+    level: 3,
+    reason: 'corruption',
+    dryRun: false,
+    confirm
+  })
+  console.log(`Level 3 (logical): ${(record.durationMs ?? 0) / 1000}s — ${stepTimes(record)}`)
+  expect(error).toBeUndefined()
+  expect(record.steps.find(s => s.name === 'Database restoration')!.detail).toMatch(
+    /logical restore of \d{8}-\d{6} .* from the dump unpacked during the pre-flight/
+  )
+  expect(await fingerprint(service)).toEqual(before)
+  expect(prepared()).toEqual([]) // used by the restore, then removed
+})
