@@ -705,10 +705,10 @@ async function benchRestore(b: Big, snap: SnapshotFigures): Promise<void> {
         `the dump as a directory, and backout stores it as one checksummed zstd file — then runs the same pg_restore -j2`,
         `(${s1(logical.restoreMs)} including CREATE DATABASE of the side database, vs ${s1(rawRestoreMs)} for createdb + pg_restore -j2),`,
         `then swaps and counts rows (${s1(logical.durationMs - logical.extractMs - logical.restoreMs)}). The restore itself is bound by COPY`,
-        `and the two index builds on 2 vCPUs; the unpacking is the gap. In Level 3's logical path the pre-flight check`,
-        `(readDumpToc) also decompresses the whole dump once more to check it. Possible changes (not made here): unpack once`,
-        `in the pre-flight check and reuse that directory, as preparedBase does for base backups; or, on PostgreSQL 16+,`,
-        `keep the dump as a directory with pg_dump -Fd -Z zstd so that pg_restore reads the compressed files directly.`
+        `and the two index builds on 2 vCPUs; the unpacking is the gap. In a rollback it is off the downtime: Level 3's and`,
+        `Level 2's logical paths unpack the dump during the pre-flight check, while the service still runs, and the restore`,
+        `starts pg_restore on that directory at once. On PostgreSQL 16+, pg_dump -Fd -Z zstd would let pg_restore read the`,
+        `compressed files directly and remove the unpacking altogether.`
       ].join('\n')
     )
   const rows = record.steps.map(
