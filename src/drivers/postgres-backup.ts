@@ -31,6 +31,7 @@ import {
   startCluster,
   stopCluster
 } from './postgres-cluster'
+import { unusedPath } from './paths'
 
 /**
  * PostgreSQL backups and restores: a logical dump (pg_dump directory format, parallel, streamed through zstd
@@ -498,12 +499,17 @@ export async function logicalRestore(options: LogicalRestoreOptions): Promise<Lo
     }
     const restoreMs = Date.now() - restoreStarted
 
-    const replaced = sideName(
-      database,
-      `_replaced_${formatBackupId((options.now ?? (() => new Date()))()).replace('-', '_')}`
-    )
+    const stampSuffix = `_replaced_${formatBackupId((options.now ?? (() => new Date()))()).replace('-', '_')}`
     let keptAs: string | undefined
     await withClient(options.url, async c => {
+      // Never the name of a database kept by an earlier restore in the same second (a resumed run).
+      let replaced = sideName(database, stampSuffix)
+      for (
+        let i = 2;
+        (await c.query('SELECT 1 FROM pg_database WHERE datname = $1', [replaced])).rowCount;
+        i++
+      )
+        replaced = sideName(database, `${stampSuffix}_${i}`)
       const exists = await c.query('SELECT 1 FROM pg_database WHERE datname = $1', [database])
       if (exists.rowCount) {
         await c.query(`ALTER DATABASE ${quoteIdent(database)} ALLOW_CONNECTIONS false`)
@@ -1197,7 +1203,7 @@ export async function physicalRestore(options: PhysicalRestoreOptions): Promise<
 
   // --- swap: stop, rename the old directory aside (kept), rename the staged one in
   await stopCluster(cluster)
-  const aside = `${dataDir}.replaced-${stamp(now())}`
+  const aside = unusedPath(`${dataDir}.replaced-${stamp(now())}`)
   const journal: RestoreJournal = { dataDir, aside, phase: 'swapped' }
   writeFileSync(journalFile(dataDir), JSON.stringify(journal))
   const hadOld = existsSync(dataDir)

@@ -6,6 +6,7 @@ import type { Logger } from '../core/logger'
 import { formatBackupId } from '../core/run-record'
 import { sha256File } from './archive'
 import { runCommand } from './exec'
+import { unusedFileName } from './paths'
 
 /**
  * SQLite through the sqlite3 CLI, always with argument arrays: the online backup API (.backup) for backups,
@@ -242,7 +243,8 @@ export async function restore(
   await fsyncFile(tmp)
 
   const movedAside: string[] = []
-  const aside = corruptedName(dbPath, options.now ?? new Date())
+  // Never over an earlier copy kept in the same second (rename would replace it silently).
+  const aside = unusedFileName(corruptedName(dbPath, options.now ?? new Date()))
   try {
     if (existsSync(dbPath)) {
       await rename(dbPath, aside)

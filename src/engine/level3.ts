@@ -34,6 +34,7 @@ import type { Step } from './run-steps'
 import { activeColor, targetReady, type Service } from './service'
 import { configEntryPath, estimateSnapshotBytes, takeSnapshot } from './snapshot'
 import { sleep } from '../drivers/sleep'
+import { unusedPath } from '../drivers/paths'
 
 /**
  * What an interrupted Level 3 leaves in state/: the recovery point and the emergency snapshot of the bad state,
@@ -419,7 +420,7 @@ export const level3Steps: LevelSteps = (service, record, req) => {
           }
           let aside = ''
           if (existsSync(d.path)) {
-            aside = `${d.path}.backout-replaced-${formatBackupId(new Date())}`
+            aside = unusedPath(`${d.path}.backout-replaced-${formatBackupId(new Date())}`)
             renameSync(d.path, aside)
           }
           mkdirSync(path.dirname(d.path), { recursive: true })

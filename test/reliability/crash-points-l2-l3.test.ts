@@ -123,6 +123,10 @@ async function crashThenRerun(sb: TestSandbox, level: 2 | 3, n: number): Promise
   tried[level]++
   const again = await runCli(args)
   const record = JSON.parse(again.stdout) as RunJson
+  if (record.status !== 'success')
+    process.stdout.write(
+      `crash point ${level}/${n}: the second run ended ${record.status}: ${again.stderr.trim().split('\n').slice(-6).join(' | ')}\n`
+    )
   expect({ code: again.code, status: record.status, stderr: again.stderr }).toMatchObject({
     code: 0,
     status: 'success'
