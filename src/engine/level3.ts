@@ -132,7 +132,7 @@ async function prepareDataDir(
 }
 
 /** Removes what prepareDataDir left (after a dry run, or a pre-flight check that failed). */
-function discardPreparedData(service: Service, backupId: string): void {
+export function discardPreparedData(service: Service, backupId: string): void {
   for (const d of service.config.data) {
     const dir = preparedDataDir(d.path, backupId)
     rmSync(dir, { recursive: true, force: true })

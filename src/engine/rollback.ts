@@ -2,7 +2,8 @@ import { UserError } from '../core/errors'
 import type { Level } from '../core/run-record'
 import { level1Steps } from './level1'
 import { level2Steps } from './level2'
-import { level3Steps } from './level3'
+import { discardPreparedBase, discardPreparedDump } from './database-backup'
+import { discardPreparedData, level3Steps } from './level3'
 import { runOperation, type OperationResult } from './operation'
 import type { LevelSteps, RollbackRequest } from './rollback-request'
 import type { Service } from './service'
@@ -12,7 +13,21 @@ const LEVELS: Record<Level, LevelSteps> = { 1: level1Steps, 2: level2Steps, 3: l
 export type { RollbackRequest } from './rollback-request'
 
 /** Runs one rollback level against a service: the one engine behind the CLI and the actions. */
-export function rollback(service: Service, req: RollbackRequest): Promise<OperationResult> {
+export async function rollback(service: Service, req: RollbackRequest): Promise<OperationResult> {
+  const result = await runLevel(service, req)
+  // What the pre-flight unpacked beside the data (data archives, base backup, dump) is for the restore that follows.
+  // A run that ended without one — refused, not confirmed, failed — leaves none of it behind; a killed run keeps it
+  // for its resumption, which checks it against the backup's checksums before using it.
+  const { record } = result
+  if (record.backupId && record.status !== 'success' && record.status !== 'planned') {
+    discardPreparedData(service, record.backupId)
+    discardPreparedBase(service, record.backupId)
+    discardPreparedDump(service, record.backupId)
+  }
+  return result
+}
+
+function runLevel(service: Service, req: RollbackRequest): Promise<OperationResult> {
   const { config } = service
   if (req.target !== undefined) service.store.pathOf(req.target) // refuses a malformed id before anything
   if (req.toTime !== undefined && (req.level !== 3 || Number.isNaN(Date.parse(req.toTime))))

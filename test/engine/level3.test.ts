@@ -265,6 +265,17 @@ test('(e) no local cluster (database.dataDir unset): the logical path, the dump 
   expect(dry.error).toBeUndefined()
   expect(dry.record.steps.find(s => s.name === 'Pre-flight checks')!.detail).toMatch(/logical restore/)
   expect(prepared()).toEqual([]) // a dry run leaves nothing behind
+  // Not confirmed: refused after the pre-flight unpacked the dump and the data archive; none of it is left.
+  const declined = await rollback(service, {
+    level: 3,
+    reason: 'declined',
+    dryRun: false,
+    confirm: () => Promise.resolve(false)
+  })
+  expect(declined.record.status).toBe('refused')
+  expect(declined.record.reasonCode).toBe('not_confirmed')
+  expect(prepared()).toEqual([])
+  expect(readdirSync(path.join(sb.dir, 'data')).filter(n => n.includes('.backout-'))).toEqual([])
 
   const { record, error } = await rollback(service, {
     level: 3,

@@ -30,7 +30,12 @@ export async function startSandbox(extra: string[] = []): Promise<TestSandbox> {
   const dir = mkdtempSync(path.join(tmpdir(), 'backout-sandbox-'))
   chmodSync(dir, 0o755)
   const res = await runCli(['--json', 'sandbox', 'up', '--dir', dir, ...extra])
-  if (res.code !== 0) throw new Error(`sandbox up failed (${res.code}): ${res.stderr}`)
+  if (res.code !== 0) {
+    // What came up before the failure (PostgreSQL, the apps) is stopped, not left running.
+    await runCli(['sandbox', 'down', '--dir', dir])
+    rmSync(dir, { recursive: true, force: true })
+    throw new Error(`sandbox up failed (${res.code}): ${res.stderr}`)
+  }
   const state = JSON.parse(res.stdout) as { config: string; nginxPort: number }
   return {
     dir,
