@@ -146,6 +146,12 @@ function stage(
   return { child, stdin: child.stdin ?? undefined, stdout: child.stdout!, exited }
 }
 
+/** A full disk, however it surfaced: a DiskFullError, an ENOSPC errno, or a tool's stderr (pg_dump, tar, zstd). */
+export function isNoSpace(e: unknown): boolean {
+  if (e instanceof DiskFullError || isErrno(e, 'ENOSPC')) return true
+  return e instanceof Error && /no space left on device|ENOSPC/i.test(e.message)
+}
+
 function isErrno(e: unknown, code: string): boolean {
   return typeof e === 'object' && e !== null && (e as NodeJS.ErrnoException).code === code
 }
@@ -223,9 +229,7 @@ async function writeThrough(
   if (failures.length > 0) {
     for (const s of stages) if (s.child.exitCode === null) s.child.kill('SIGTERM')
     await rm(tmp, { force: true })
-    const full = failures.find(
-      e => isErrno(e, 'ENOSPC') || (e instanceof Error && /No space left on device/i.test(e.message))
-    )
+    const full = failures.find(isNoSpace)
     if (full) throw await diskFull(outFile, full)
     // Prefer a process's own complaint (it has stderr) over the EPIPE its death caused downstream.
     const fromStage = failures.find(
@@ -319,9 +323,7 @@ export async function untarZstd(
     .map(r => r.reason as unknown)
   if (failures.length > 0) {
     for (const s of [zstd, tar]) if (s.child.exitCode === null) s.child.kill('SIGTERM')
-    const full = failures.find(
-      e => isErrno(e, 'ENOSPC') || (e instanceof Error && /No space left on device/i.test(e.message))
-    )
+    const full = failures.find(isNoSpace)
     if (full) throw await diskFull(path.join(destDir, path.basename(file)), full)
     const chosen =
       failures.find(e => e instanceof Error && /decompressing|extracting|not found/.test(e.message)) ??

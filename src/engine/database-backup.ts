@@ -1,4 +1,4 @@
-import { existsSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs'
+import { existsSync, mkdirSync, rmSync, statSync } from 'node:fs'
 import { mkdtemp, rm } from 'node:fs/promises'
 import path from 'node:path'
 import type { Config } from '../core/config'
@@ -32,6 +32,7 @@ import {
   type Cluster
 } from '../drivers/postgres-cluster'
 import * as sqlite from '../drivers/sqlite'
+import { discardExtraction, manifestSha, prepareExtraction, readyExtraction } from './prepared'
 import type { Service } from './service'
 
 /**
@@ -252,42 +253,40 @@ async function preparedBase(
 ): Promise<string> {
   const base = backup.manifest.database?.base
   if (!base) throw new Error('no base backup')
-  const sha = backup.manifest.files.find(f => f.path === base.file)?.sha256 ?? ''
-  const dir = baseWorkDir(cluster.dataDir, backup.id)
-  const marker = `${dir}.verified`
-  if (existsSync(dir) && existsSync(marker) && readFileSync(marker, 'utf8').trim() === sha) return dir
-  rmSync(marker, { force: true })
-  rmSync(dir, { recursive: true, force: true })
   try {
-    const extracted = await untarZstd(path.join(backup.dir, base.file), dir)
-    hashed?.set(base.file, extracted.sha256)
+    return await prepareExtraction(
+      path.join(backup.dir, base.file),
+      baseWorkDir(cluster.dataDir, backup.id),
+      manifestSha(backup, base.file) ?? '',
+      {
+        hashed: sha => hashed?.set(base.file, sha),
+        check: async dir => {
+          const problems = await verifyBaseBackup(dir, cluster.binDir)
+          if (problems.length)
+            throw new UserError(
+              `base backup of ${backup.id} fails pg_verifybackup: ${problems.slice(0, 3).join('; ')} — pick another backup`,
+              'backup_corrupt'
+            )
+        }
+      }
+    )
   } catch (e) {
-    rmSync(dir, { recursive: true, force: true })
-    if (e instanceof DiskFullError) throw new UserError(e.message, 'disk_full')
-    throw new UserError(
-      `base backup of ${backup.id} is corrupt: ${messageOf(e)} — pick another backup`,
-      'backup_corrupt'
-    )
+    throw unusable(e, `base backup of ${backup.id}`)
   }
-  const problems = await verifyBaseBackup(dir, cluster.binDir)
-  if (problems.length) {
-    rmSync(dir, { recursive: true, force: true })
-    throw new UserError(
-      `base backup of ${backup.id} fails pg_verifybackup: ${problems.slice(0, 3).join('; ')} — pick another backup`,
-      'backup_corrupt'
-    )
-  }
-  writeFileSync(marker, sha + '\n')
-  return dir
+}
+
+/** An extraction's failure as the operator reads it: a full disk, or a corrupt archive (a check's own words stay). */
+function unusable(e: unknown, what: string): UserError {
+  if (e instanceof UserError) return e
+  if (e instanceof DiskFullError) return new UserError(e.message, 'disk_full')
+  return new UserError(`${what} is corrupt: ${messageOf(e)} — pick another backup`, 'backup_corrupt')
 }
 
 /** Removes what preparedBase left (after a restore, or after a dry run's check). */
 export function discardPreparedBase(service: Service, backupId: string): void {
   const db = service.config.database
   if (db?.kind !== 'postgres' || !db.dataDir) return
-  const dir = baseWorkDir(db.dataDir, backupId)
-  rmSync(dir, { recursive: true, force: true })
-  rmSync(`${dir}.verified`, { force: true })
+  discardExtraction(baseWorkDir(db.dataDir, backupId))
 }
 
 /** Whether a restore of this backup will be physical (base backup + WAL) rather than logical. */
@@ -301,15 +300,10 @@ function dumpWorkDir(config: Config, backupId: string): string {
   return path.join(config.state.dir, `prepared-dump-${backupId}`)
 }
 
-/** The dump extracted by an earlier check of exactly this archive (its marker holds the sha256), if any. */
+/** The dump extracted by an earlier check of exactly this archive, if any. */
 function readyPreparedDump(service: Service, backup: BackupInfo): string | undefined {
   const file = backup.manifest.database?.file
-  const sha = backup.manifest.files.find(f => f.path === file)?.sha256
-  const dir = dumpWorkDir(service.config, backup.id)
-  const marker = `${dir}.verified`
-  return sha && existsSync(dir) && existsSync(marker) && readFileSync(marker, 'utf8').trim() === sha
-    ? dir
-    : undefined
+  return file ? readyExtraction(dumpWorkDir(service.config, backup.id), manifestSha(backup, file)) : undefined
 }
 
 /**
@@ -321,45 +315,34 @@ async function preparedDump(
   backup: BackupInfo,
   hashed?: Map<string, string>
 ): Promise<string> {
-  const ready = readyPreparedDump(service, backup)
-  if (ready) return ready
   const file = backup.manifest.database?.file
   if (!file) throw new Error('no dump')
-  const sha = backup.manifest.files.find(f => f.path === file)?.sha256 ?? ''
-  const dir = dumpWorkDir(service.config, backup.id)
-  discardPreparedDump(service, backup.id)
+  const archive = path.join(backup.dir, file)
   try {
-    const extracted = await untarZstd(path.join(backup.dir, file), dir)
-    hashed?.set(file, extracted.sha256)
-  } catch (e) {
-    rmSync(dir, { recursive: true, force: true })
-    if (e instanceof DiskFullError) throw new UserError(e.message, 'disk_full')
-    throw new UserError(
-      `database dump ${path.join(backup.dir, file)} is corrupt: ${messageOf(e)} — pick another backup`,
-      'backup_corrupt'
+    return await prepareExtraction(
+      archive,
+      dumpWorkDir(service.config, backup.id),
+      manifestSha(backup, file) ?? '',
+      {
+        hashed: sha => hashed?.set(file, sha)
+      }
     )
+  } catch (e) {
+    throw unusable(e, `database dump ${archive}`)
   }
-  writeFileSync(`${dir}.verified`, sha + '\n')
-  return dir
 }
 
 /** Removes what preparedDump left (after a restore, a dry run, or a refusal). */
 export function discardPreparedDump(service: Service, backupId: string): void {
-  const dir = dumpWorkDir(service.config, backupId)
-  rmSync(dir, { recursive: true, force: true })
-  rmSync(`${dir}.verified`, { force: true })
+  discardExtraction(dumpWorkDir(service.config, backupId))
 }
 
-/** Waits for a base backup being prepared to settle, discards it, and returns the error to throw. */
-async function discarding(
-  service: Service,
-  backupId: string,
-  physical: Promise<string> | undefined,
-  error: unknown
-): Promise<unknown> {
+/**
+ * Waits for a base backup being prepared to settle (so that nothing is still being written when the run ends and
+ * rollback() removes the prepared extractions), then returns the error to throw.
+ */
+async function settled(physical: Promise<string> | undefined, error: unknown): Promise<unknown> {
   if (physical) await physical.catch(() => undefined)
-  discardPreparedBase(service, backupId)
-  discardPreparedDump(service, backupId)
   return error
 }
 
@@ -440,14 +423,12 @@ export async function checkDatabaseBackup(
         : path.join(backup.dir, m.file)
     toc = await readDumpToc({ file: dumpPath, binDir: db.binDir })
   } catch (e) {
-    throw await discarding(service, backup.id, physical, e)
+    throw await settled(physical, e)
   }
   if (toc.archiveSha256) options.hashed?.set(m.file, toc.archiveSha256)
   const recorded = m.identity
   if (recorded?.dumpTocSha256 && toc.tocSha256 && toc.tocSha256 !== recorded.dumpTocSha256)
-    throw await discarding(
-      service,
-      backup.id,
+    throw await settled(
       physical,
       new UserError(
         `the database dump in backup ${backup.id} is not the one it captured: its table of contents differs ` +
@@ -473,14 +454,12 @@ export async function checkDatabaseBackup(
   const prepared = await physical
   parts.push('base backup passes pg_verifybackup')
   const baseId = await systemIdentifierOf(prepared, cluster.binDir)
-  if (m.base.systemIdentifier && baseId !== m.base.systemIdentifier) {
-    discardPreparedBase(service, backup.id)
+  if (m.base.systemIdentifier && baseId !== m.base.systemIdentifier)
     throw new UserError(
       `the base backup in backup ${backup.id} is a copy of another database cluster: system identifier ${baseId}, the ` +
         `backup captured ${m.base.systemIdentifier}. Nothing was changed; pick another backup (backout list)`,
       'backup_foreign'
     )
-  }
   const liveId = await systemIdentifierOf(cluster.dataDir, cluster.binDir).catch(() => undefined)
   if (liveId && liveId !== baseId) {
     if (options.toTime)

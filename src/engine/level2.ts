@@ -20,12 +20,7 @@ import {
 } from '../drivers/sql-migrations'
 import { schemaVersion as sqliteSchemaVersion } from '../drivers/sqlite'
 import { asSystemd, planCheckout, recordedFor, shortCommit } from './checkout'
-import {
-  checkDatabaseBackup,
-  discardPreparedBase,
-  discardPreparedDump,
-  restoreDatabase
-} from './database-backup'
+import { checkDatabaseBackup, restoreDatabase } from './database-backup'
 import { confirmServedBy } from './level1'
 import { latestRunRecord } from './operation'
 import type { LevelSteps, RollbackRequest } from './rollback-request'
@@ -148,7 +143,7 @@ async function chooseTarget(
 }
 
 /** Plans the database part: Method 1 when the scripts are there and valid, else Method 2, else refuses. */
-async function planDatabase(service: Service, backup: BackupInfo, dryRun: boolean): Promise<DatabasePlan> {
+async function planDatabase(service: Service, backup: BackupInfo): Promise<DatabasePlan> {
   const db = service.config.database
   if (!db) return { method: 'none', summary: 'no database in backout.yml: nothing to roll back' }
   const target = backupSchemaVersion(backup)
@@ -160,11 +155,8 @@ async function planDatabase(service: Service, backup: BackupInfo, dryRun: boolea
         'no_rollback_method'
       )
     // Everything about the capture that can be checked before anything stops (a UserError otherwise).
+    // (What the check unpacks is used by the restore, and removed by rollback() when the run ends.)
     const checked = await checkDatabaseBackup(service, backup, { log: service.log, prepareLogical: true })
-    if (dryRun) {
-      discardPreparedBase(service, backup.id)
-      discardPreparedDump(service, backup.id)
-    }
     return {
       method: 'restore',
       why,
@@ -176,7 +168,6 @@ async function planDatabase(service: Service, backup: BackupInfo, dryRun: boolea
   const checkFallback = async (): Promise<string> => {
     if (!hasDatabaseDump(db, backup)) return ''
     const checked = await checkDatabaseBackup(service, backup, { log: service.log })
-    if (dryRun) discardPreparedBase(service, backup.id)
     return ` (fallback checked: ${checked})`
   }
   if (target === undefined) return restore(`backup ${backup.id} records no schema version`)
@@ -471,7 +462,7 @@ export const level2Steps: LevelSteps = (service, record, req) => {
           if (plan.kind === 'none') throw new UserError(plan.why, 'no_recorded_commit')
           checkout = { dir: plan.dir, from: plan.from, to: plan.to }
         }
-        db = await planDatabase(service, backup, req.dryRun)
+        db = await planDatabase(service, backup)
         configChanges = []
         for (const file of configFiles()) {
           const copy = path.join(backup.dir, configEntryPath(file))

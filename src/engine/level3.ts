@@ -21,8 +21,6 @@ import { asSystemd, planCheckout, shortCommit, type PlannedCheckout } from './ch
 import { confirmServedBy } from './level1'
 import {
   checkDatabaseBackup,
-  discardPreparedBase,
-  discardPreparedDump,
   extractDrill,
   localCluster,
   restoreDatabase,
@@ -35,6 +33,7 @@ import { activeColor, targetReady, type Service } from './service'
 import { configEntryPath, estimateSnapshotBytes, takeSnapshot } from './snapshot'
 import { sleep } from '../drivers/sleep'
 import { unusedPath } from '../drivers/paths'
+import { discardExtraction, manifestSha, prepareExtraction, readyExtraction } from './prepared'
 
 /**
  * What an interrupted Level 3 leaves in state/: the recovery point and the emergency snapshot of the bad state,
@@ -83,17 +82,9 @@ function preparedDataDir(dataPath: string, backupId: string): string {
   return `${dataPath}.backout-data-${backupId}`
 }
 
-function archiveSha(b: BackupInfo, file: string): string | undefined {
-  return b.manifest.files.find(f => f.path === file)?.sha256
-}
-
-/** The prepared extraction of this archive, when one is there and complete (its marker names the same sha256). */
+/** The prepared extraction of this archive, when one is there and complete. */
 function readyDataDir(dataPath: string, b: BackupInfo, file: string): string | undefined {
-  const dir = preparedDataDir(dataPath, b.id)
-  const sha = archiveSha(b, file)
-  const marker = `${dir}.verified`
-  if (!sha || !existsSync(dir) || !existsSync(marker)) return undefined
-  return readFileSync(marker, 'utf8').trim() === sha ? dir : undefined
+  return readyExtraction(preparedDataDir(dataPath, b.id), manifestSha(b, file))
 }
 
 /**
@@ -108,36 +99,33 @@ async function prepareDataDir(
   hashed?: Map<string, string>
 ): Promise<string | undefined> {
   const archive = path.join(b.dir, file)
-  const sha = archiveSha(b, file)
+  const sha = manifestSha(b, file)
   if (!sha || !existsSync(path.dirname(dataPath))) {
     await extractDrill(archive, nearestExisting(path.dirname(dataPath)))
     return undefined
   }
-  const ready = readyDataDir(dataPath, b, file)
-  if (ready) return ready
-  const dir = preparedDataDir(dataPath, b.id)
-  rmSync(`${dir}.verified`, { force: true })
-  rmSync(dir, { recursive: true, force: true })
+  let read = ''
   try {
-    const res = await untarZstd(archive, dir)
-    hashed?.set(file, res.sha256)
-    if (res.sha256 !== sha)
-      throw new Error(`its sha256 changed since the checksums were verified (${res.sha256}, manifest ${sha})`)
+    return await prepareExtraction(archive, preparedDataDir(dataPath, b.id), sha, {
+      hashed: h => {
+        read = h
+        hashed?.set(file, h)
+      },
+      check: () =>
+        read === sha
+          ? Promise.resolve()
+          : Promise.reject(
+              new Error(`its sha256 changed since the checksums were verified (${read}, manifest ${sha})`)
+            )
+    })
   } catch (e) {
-    rmSync(dir, { recursive: true, force: true })
     throw new OperationError(`${path.basename(file)} does not extract: ${messageOf(e)}`, 'backup_corrupt')
   }
-  writeFileSync(`${dir}.verified`, sha + '\n')
-  return dir
 }
 
-/** Removes what prepareDataDir left (after a dry run, or a pre-flight check that failed). */
+/** Removes what prepareDataDir left. */
 export function discardPreparedData(service: Service, backupId: string): void {
-  for (const d of service.config.data) {
-    const dir = preparedDataDir(d.path, backupId)
-    rmSync(dir, { recursive: true, force: true })
-    rmSync(`${dir}.verified`, { force: true })
-  }
+  for (const d of service.config.data) discardExtraction(preparedDataDir(d.path, backupId))
 }
 
 /** Replaces `file` with `source` atomically (a temp file beside it, then rename); false when already equal. */
@@ -271,39 +259,26 @@ export const level3Steps: LevelSteps = (service, record, req) => {
             checkDatabaseBackup(service, b, { toTime: req.toTime, log, hashed, prepareLogical: true })
           )
         ])
-        const [checksums] = await Promise.allSettled([
-          timed('other checksums', () => store.verify(b.id, { hashed }))
-        ])
-        const refuse = (e: unknown): never => {
-          discardPreparedData(service, b.id)
-          discardPreparedBase(service, b.id)
-          discardPreparedDump(service, b.id)
-          throw e
-        }
-        if (checksums.status === 'rejected') refuse(checksums.reason)
-        const problems = checksums.status === 'fulfilled' ? checksums.value : []
+        // (What was unpacked is removed by rollback() when the run ends without using it.)
+        const problems = await timed('other checksums', () => store.verify(b.id, { hashed }))
         if (problems.length)
-          refuse(
-            new UserError(
-              `backup ${b.id} is damaged — refusing before anything stops:\n  ${problems.slice(0, 10).join('\n  ')}\n` +
-                'Pick another backup with --target (backout list, backout verify ID).',
-              'backup_corrupt'
-            )
+          throw new UserError(
+            `backup ${b.id} is damaged — refusing before anything stops:\n  ${problems.slice(0, 10).join('\n  ')}\n` +
+              'Pick another backup with --target (backout list, backout verify ID).',
+            'backup_corrupt'
           )
-        if (data.status === 'rejected') refuse(data.reason)
-        if (database.status === 'rejected') refuse(database.reason)
-        const dbDetail = database.status === 'fulfilled' ? database.value : ''
+        if (data.status === 'rejected') throw data.reason
+        if (database.status === 'rejected') throw database.reason
+        const dbDetail = database.value
         const live = b.manifest.versions.live
         const found = (['blue', 'green'] as const).find(c => config.targets[c].version === live)
         if (!found)
-          refuse(
-            new UserError(
-              `backup ${b.id} was taken while ${live ?? 'an unknown version'} was live, and neither target runs it now ` +
-                `(blue ${config.targets.blue.version}, green ${config.targets.green.version}) — deploy it to a target first`,
-              'version_unavailable'
-            )
+          throw new UserError(
+            `backup ${b.id} was taken while ${live ?? 'an unknown version'} was live, and neither target runs it now ` +
+              `(blue ${config.targets.blue.version}, green ${config.targets.green.version}) — deploy it to a target first`,
+            'version_unavailable'
           )
-        color = found!
+        color = found
         // systemd: the code goes back with the data — the commit the backup recorded for the target's checkout.
         // Level 3 is about data, so unlike Level 2 it does not require one: a backup that recorded none (or a
         // target without targets.<colour>.systemd.gitDir) only warns and leaves the checkout as it is. A recorded
@@ -311,29 +286,19 @@ export const level3Steps: LevelSteps = (service, record, req) => {
         // before anything stops, rather than found after the data is restored.
         checkout = undefined
         let code = ''
-        let disk: string
-        try {
-          if (systemd) {
-            const plan = await planCheckout(systemd, b, config, color, 'Level 3')
-            if (plan.kind === 'none') {
-              log.warn(`${plan.why}; Level 3 restores the data and leaves ${color}'s checkout as it is`)
-              code = `; ${color}'s checkout stays as it is (${plan.why})`
-            } else {
-              checkout = { dir: plan.dir, from: plan.from, to: plan.to }
-              code =
-                `; ${color}'s checkout ${checkout.dir} is at ${shortCommit(checkout.from)}, the backup recorded ${shortCommit(checkout.to)}` +
-                (checkout.from === checkout.to ? ' (already there)' : ` (checked out before ${color} starts)`)
-            }
+        if (systemd) {
+          const plan = await planCheckout(systemd, b, config, color, 'Level 3')
+          if (plan.kind === 'none') {
+            log.warn(`${plan.why}; Level 3 restores the data and leaves ${color}'s checkout as it is`)
+            code = `; ${color}'s checkout stays as it is (${plan.why})`
+          } else {
+            checkout = { dir: plan.dir, from: plan.from, to: plan.to }
+            code =
+              `; ${color}'s checkout ${checkout.dir} is at ${shortCommit(checkout.from)}, the backup recorded ${shortCommit(checkout.to)}` +
+              (checkout.from === checkout.to ? ' (already there)' : ` (checked out before ${color} starts)`)
           }
-          disk = await checkDisk(service, b)
-        } catch (e) {
-          return refuse(e)
         }
-        if (req.dryRun) {
-          discardPreparedBase(service, b.id)
-          discardPreparedData(service, b.id)
-          discardPreparedDump(service, b.id)
-        }
+        const disk = await checkDisk(service, b)
         const times = Object.entries(took)
           .map(([k, v]) => `${k} ${v.toFixed(1)} s`)
           .join(', ')

@@ -15,14 +15,15 @@ export type { RollbackRequest } from './rollback-request'
 /** Runs one rollback level against a service: the one engine behind the CLI and the actions. */
 export async function rollback(service: Service, req: RollbackRequest): Promise<OperationResult> {
   const result = await runLevel(service, req)
-  // What the pre-flight unpacked beside the data (data archives, base backup, dump) is for the restore that follows.
-  // A run that ended without one — refused, not confirmed, failed — leaves none of it behind; a killed run keeps it
-  // for its resumption, which checks it against the backup's checksums before using it.
-  const { record } = result
-  if (record.backupId && record.status !== 'success' && record.status !== 'planned') {
-    discardPreparedData(service, record.backupId)
-    discardPreparedBase(service, record.backupId)
-    discardPreparedDump(service, record.backupId)
+  // What the pre-flight unpacked beside the data (data archives, base backup, dump) serves the restore of this run
+  // only: once the run returns — restored, planned, refused, failed, or done without it (Level 2's Method 1, whose
+  // fallback was checked) — none of it is left behind. A killed run keeps it for its resumption, which re-checks it
+  // against the backup's checksums before using it.
+  const { backupId } = result.record
+  if (backupId) {
+    discardPreparedData(service, backupId)
+    discardPreparedBase(service, backupId)
+    discardPreparedDump(service, backupId)
   }
   return result
 }

@@ -3,7 +3,7 @@ import path from 'node:path'
 import { UserError, messageOf } from '../core/errors'
 import type { ManifestData } from '../core/manifest'
 import { formatBackupId, type RunRecord } from '../core/run-record'
-import { DiskFullError, formatBytes, freeSpace, tarZstd } from '../drivers/archive'
+import { DiskFullError, formatBytes, freeSpace, isNoSpace, tarZstd } from '../drivers/archive'
 import type { BackupInfo } from '../drivers/backup-store'
 import { runCommand } from '../drivers/exec'
 import { captureDatabase, liveDatabaseBytes } from './database-backup'
@@ -141,7 +141,7 @@ export async function takeSnapshot(service: Service, options: SnapshotOptions): 
     return info
   } catch (e) {
     writer.abort()
-    if (isDiskFull(e)) {
+    if (isNoSpace(e)) {
       const { freeBytes } = await freeSpace(config.backups.dir).catch(() => ({ freeBytes: -1 }))
       throw new DiskFullError(
         `no space left on device in ${config.backups.dir} while writing backup ${id}` +
@@ -154,13 +154,6 @@ export async function takeSnapshot(service: Service, options: SnapshotOptions): 
     }
     throw e
   }
-}
-
-/** A full disk, however it surfaced: an ENOSPC errno, a DiskFullError, or a tool's stderr (pg_dump, pg_basebackup). */
-function isDiskFull(e: unknown): boolean {
-  if (e instanceof DiskFullError) return true
-  if (typeof e === 'object' && e !== null && (e as NodeJS.ErrnoException).code === 'ENOSPC') return true
-  return /no space left on device|ENOSPC/i.test(messageOf(e))
 }
 
 /** What the operator may delete to make room: the backups retention would delete, then the oldest unprotected. */
