@@ -132,7 +132,7 @@ test('--dry-run prints the exact down SQL and changes nothing; then Level 2 roll
   expect(readPid(path.join(sb.dir, 'run/green.pid'))).toBeUndefined()
   expect(read(sb.dir, 'rollback_history.log')).toMatch(
     /^\[[^\]]+\] LEVEL=2 FROM=v2\.5\.0 TO=v2\.4\.9 DURATION=\d+ STATUS=success REASON="migration 105 broke the lobby"\n$/
-  )  // The fallback's base backup was unpacked and checked in pre-flight, then not needed: nothing of it is left.
+  ) // The fallback's base backup was unpacked and checked in pre-flight, then not needed: nothing of it is left.
   expect(readdirSync(path.join(sb.dir, 'pg')).filter(n => n.includes('.backout-'))).toEqual([])
 })
 
