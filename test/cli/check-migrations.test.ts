@@ -2,6 +2,7 @@ import { cpSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
 import { stringify as toYaml } from 'yaml'
+import { describeWith } from '../support/real-system'
 import { hasPostgres, startTestCluster, type TestCluster } from '../support/pg-test-cluster'
 import { runCli } from '../support/cli'
 
@@ -84,7 +85,7 @@ test('without database.migrations it refuses (exit 2) and says what to set', asy
   expect(res.stderr).toContain('database.migrations is not set')
 })
 
-const pg = hasPostgres ? describe : describe.skip
+const pg = describeWith(hasPostgres ? '' : 'PostgreSQL is not installed', 'check-migrations on PostgreSQL')
 pg('SQL migrations on a scratch PostgreSQL database', () => {
   let cluster: TestCluster
   beforeAll(async () => {

@@ -14,6 +14,7 @@ import {
   type AppImage,
   type DockerEngine
 } from '../support/docker-engine'
+import { describeWith } from '../support/real-system'
 import { freePort } from '../support/ports'
 
 /**
@@ -27,9 +28,7 @@ if (hasDocker) {
     variants.push({ name: 'v2', argv: ['docker', 'compose'] })
   if (spawnSync('docker-compose', ['version']).status === 0)
     variants.push({ name: 'v1', argv: ['docker-compose'] })
-}
-if (!hasDocker) console.warn(`compose runtime tests skipped: ${noDockerReason}`)
-else if (!variants.some(v => v.name === 'v2'))
+} else if (!variants.some(v => v.name === 'v2'))
   console.warn(
     'compose v2 (`docker compose`) is not installed here: the compose runtime is tested with v1 only'
   )
@@ -108,7 +107,7 @@ async function getJson(port: number, urlPath: string): Promise<Record<string, un
 
 const seconds = (ms: number): string => `${(ms / 1000).toFixed(2)}s`
 
-const maybe = hasDocker ? describe : describe.skip
+const maybe = describeWith(hasDocker ? '' : noDockerReason, 'compose runtime tests')
 
 maybe('compose runtime (real dockerd)', () => {
   let engine: DockerEngine

@@ -7,11 +7,15 @@ import {
   type Prometheus
 } from '../../src/drivers/prometheus'
 import { classifySeverity, isInconclusive } from '../../src/core/severity'
+import { describeWith } from '../support/real-system'
 import { startMetricsApp, type MetricsApp } from '../support/metrics-app'
 import { hasPrometheus, startPrometheus, type TestPrometheus } from '../support/prometheus'
 import { freePort } from '../support/ports'
 
-const describeIfPrometheus = hasPrometheus ? describe : describe.skip
+const describeIfPrometheus = describeWith(
+  hasPrometheus ? '' : 'prometheus is not installed',
+  'Prometheus driver'
+)
 
 /** Keeps `workers` requests in flight against url until stopped. */
 function startTraffic(url: string, workers: number): { stop(): Promise<void> } {

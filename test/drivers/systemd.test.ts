@@ -4,6 +4,7 @@ import { parseConfig, type Config } from '../../src/core/config'
 import { OperationError, UserError } from '../../src/core/errors'
 import { createRuntime } from '../../src/drivers/runtime'
 import { createSystemdRuntime, type SystemdRuntime } from '../../src/drivers/systemd'
+import { describeWith } from '../support/real-system'
 import { startDockerEngine, type DockerEngine } from '../support/docker-engine'
 import { freePort } from '../support/ports'
 import {
@@ -20,8 +21,7 @@ import {
  * (`docker exec <ctr>`), the way it would drive a remote host through `ssh`.
  */
 
-if (!hasSystemdContainer) console.warn(`systemd runtime tests skipped: ${noSystemdReason}`)
-const maybe = hasSystemdContainer ? describe : describe.skip
+const maybe = describeWith(hasSystemdContainer ? '' : noSystemdReason, 'systemd runtime tests')
 
 function makeConfig(
   exec: string[],

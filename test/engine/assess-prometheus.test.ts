@@ -10,6 +10,7 @@ import { createPrometheus } from '../../src/drivers/prometheus'
 import { assess, listening } from '../../src/engine/assess'
 import { rollback } from '../../src/engine/rollback'
 import { createService, type Service } from '../../src/engine/service'
+import { describeWith } from '../support/real-system'
 import { CLI, startSandbox, type TestSandbox } from '../support/cli'
 import { freePort } from '../support/ports'
 import { hasPrometheus, startPrometheus, type TestPrometheus } from '../support/prometheus'
@@ -21,7 +22,7 @@ import { hasPrometheus, startPrometheus, type TestPrometheus } from '../support/
  */
 
 jest.setTimeout(120_000)
-const run = hasPrometheus ? describe : describe.skip
+const run = describeWith(hasPrometheus ? '' : 'prometheus is not installed', 'assess with Prometheus')
 
 let sb: TestSandbox
 let prom: TestPrometheus

@@ -19,6 +19,7 @@ import {
   type ComposeSandboxState
 } from '../../src/sandbox/compose-sandbox'
 import { sandboxNginxTest } from '../../src/sandbox/sandbox'
+import { describeWith } from '../support/real-system'
 import { hasDocker, noDockerReason, startDockerEngine, type DockerEngine } from '../support/docker-engine'
 import { whoServes } from '../support/cli'
 
@@ -31,8 +32,7 @@ import { whoServes } from '../support/cli'
 
 const pgBin = findPgBinDir()
 const skipReason = !hasDocker ? noDockerReason : !pgBin ? 'PostgreSQL is not installed' : ''
-if (skipReason) console.warn(`compose rollback tests skipped: ${skipReason}`)
-const maybe = skipReason ? describe.skip : describe
+const maybe = describeWith(skipReason, 'compose rollback tests')
 
 jest.setTimeout(150_000)
 

@@ -19,6 +19,7 @@ import { rollback } from '../../src/engine/rollback'
 import { createService, type Service } from '../../src/engine/service'
 import { takeSnapshot } from '../../src/engine/snapshot'
 import { sandboxNginxArgs, startSandboxNginx } from '../../src/sandbox/scenario'
+import { describeWith } from '../support/real-system'
 import { startDockerEngine, type DockerEngine } from '../support/docker-engine'
 import {
   hasSystemdContainer,
@@ -52,8 +53,7 @@ const skipReason = !hasSystemdContainer
     : !existsSync(ALEMBIC)
       ? `alembic is not installed (${ALEMBIC})`
       : ''
-if (skipReason) console.warn(`VBRPG systemd rollback tests skipped: ${skipReason}`)
-const maybe = skipReason ? describe.skip : describe
+const maybe = describeWith(skipReason, 'VBRPG systemd rollback tests')
 
 jest.setTimeout(120_000)
 
