@@ -71,7 +71,12 @@ export function localCluster(db: Postgres): { cluster?: Cluster; why?: string } 
   if (!LOCAL_HOSTS.has(u.hostname)) return { why: `the database host ${u.hostname} is not this machine` }
   const binDir = db.binDir ?? findPgBinDir()
   if (!binDir) return { why: 'PostgreSQL binaries not found (set database.binDir)' }
-  return { cluster: describeCluster({ dataDir: db.dataDir, port: Number(u.port || 5432) }, binDir) }
+  return {
+    cluster: describeCluster(
+      { dataDir: db.dataDir, port: Number(u.port || 5432), connectUrl: db.url },
+      binDir
+    )
+  }
 }
 
 /** The server log backout's pg_ctl writes to when it (re)starts the cluster for a restore. */
