@@ -31,6 +31,7 @@ import {
   startCluster,
   type Cluster
 } from '../drivers/postgres-cluster'
+import { dataDirTimeline } from '../drivers/postgres/timelines'
 import * as sqlite from '../drivers/sqlite'
 import { discardExtraction, manifestSha, prepareExtraction, readyExtraction } from './prepared'
 import type { Service } from './service'
@@ -493,17 +494,21 @@ export async function checkDatabaseBackup(
         options.log?.warn(`could not flush the current WAL to the archive: ${messageOf(e)}`)
       }
     }
-    const w = await walWindow(db.walArchiveDir, baseInfo(m.base), cluster.binDir)
+    // Along the running cluster's own timeline history (an undone attempt's newer timeline is not it).
+    const timeline = await dataDirTimeline(cluster.dataDir, cluster.binDir)
+    const w = await walWindow(db.walArchiveDir, baseInfo(m.base), cluster.binDir, { timeline })
     if (target < new Date(w.earliest))
       throw new UserError(
         `--to-time ${target.toISOString()} is before backup ${backup.id}'s base backup finished (${w.earliest}) — pick an older backup`,
         'bad_target'
       )
-    const c = await checkWalContinuity(db.walArchiveDir, m.base.startSegment, target, cluster.binDir)
+    const c = await checkWalContinuity(db.walArchiveDir, m.base.startSegment, target, cluster.binDir, {
+      timeline
+    })
     if (!c.continuous || !c.reachesTarget)
       throw new UserError(
         `point-in-time recovery to ${target.toISOString()} is not possible: ${c.problems.join('; ')}`,
-        'wal_gap'
+        c.abandoned ? 'bad_target' : 'wal_gap'
       )
     parts.push(
       `WAL continuous from ${m.base.startSegment} to ${c.lastSegment ?? '?'} (newest commit ${c.latestCommit ?? '?'})`
