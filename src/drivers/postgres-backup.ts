@@ -35,6 +35,7 @@ import { pgCommandConnection } from './postgres/credentials'
 import { pgTime } from './postgres/pg-time'
 import { removeRecoverySettings, writeRecoverySettings } from './postgres/recovery-conf'
 import {
+  crashPoint,
   finishSwap,
   readSwapJournal,
   swapIn,
@@ -97,6 +98,9 @@ export function redact(url: string): string {
 
 async function withClient<T>(url: string, fn: (c: Client) => Promise<T>): Promise<T> {
   const client = new Client({ connectionString: url, connectionTimeoutMillis: 10_000 })
+  // A server that goes away (a recovery that fails, a stop) must fail the query, not crash the process with an
+  // unhandled 'error' event.
+  client.on('error', () => undefined)
   try {
     await client.connect()
   } catch (e) {
@@ -864,7 +868,10 @@ export async function recoverInterruptedRestore(
 ): Promise<boolean> {
   const j = readSwapJournal(cluster.dataDir)
   if (!j) {
-    rmSync(swapJournalFile(cluster.dataDir), { force: true })
+    // Killed before the journal was in place: nothing was renamed; only a staged copy may be left.
+    for (const f of [swapJournalFile(cluster.dataDir), `${swapJournalFile(cluster.dataDir)}.tmp`])
+      rmSync(f, { force: true })
+    rmSync(`${cluster.dataDir}.backout-restoring`, { recursive: true, force: true })
     return false
   }
   // A restored server may still run (it outlives the process that started it): stop it before moving its files.
@@ -1119,6 +1126,7 @@ export async function physicalRestore(options: PhysicalRestoreOptions): Promise<
 
   try {
     await startCluster(cluster, logFile)
+    crashPoint('recovery-started')
   } catch (e) {
     const text = readFrom(logFile, offset)
     if (

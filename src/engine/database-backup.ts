@@ -16,6 +16,7 @@ import {
   logicalDump,
   logicalRestore,
   physicalRestore,
+  recoverInterruptedRestore,
   readDumpToc,
   systemIdentifierOf,
   urlForDatabase,
@@ -31,6 +32,7 @@ import {
   startCluster,
   type Cluster
 } from '../drivers/postgres-cluster'
+import { readSwapJournal } from '../drivers/postgres/restore-swap'
 import { dataDirTimeline } from '../drivers/postgres/timelines'
 import * as sqlite from '../drivers/sqlite'
 import { discardExtraction, manifestSha, prepareExtraction, readyExtraction } from './prepared'
@@ -66,7 +68,8 @@ function databaseName(url: string): string {
  */
 export function localCluster(db: Postgres): { cluster?: Cluster; why?: string } {
   if (!db.dataDir) return { why: 'database.dataDir is not set' }
-  if (!existsSync(path.join(db.dataDir, 'PG_VERSION')))
+  // A restore interrupted mid-swap may have left no directory at dataDir: its journal still names the cluster.
+  if (!existsSync(path.join(db.dataDir, 'PG_VERSION')) && !readSwapJournal(db.dataDir))
     return { why: `database.dataDir ${db.dataDir} holds no PostgreSQL cluster (no PG_VERSION)` }
   const u = new URL(db.url)
   if (!LOCAL_HOSTS.has(u.hostname)) return { why: `the database host ${u.hostname} is not this machine` }
@@ -85,6 +88,20 @@ function clusterLog(config: Config): string {
   const dir = path.join(config.state.dir, 'logs')
   mkdirSync(dir, { recursive: true })
   return path.join(dir, 'postgres.log')
+}
+
+/**
+ * Converges a physical restore that was interrupted (a kill before any rename of its swap, during the replay):
+ * the original data directory back and running as it was, before anything else looks at the cluster. Without it a
+ * re-run found no data directory (no PG_VERSION), took the logical path and failed to connect.
+ */
+export async function convergeInterruptedRestore(service: Service, log: Logger = service.log): Promise<boolean> {
+  const db = service.config.database
+  if (db?.kind !== 'postgres' || !db.dataDir || !readSwapJournal(db.dataDir)) return false
+  const { cluster } = localCluster(db)
+  if (!cluster) return false
+  log.warn(`a restore of ${db.dataDir} was interrupted: putting the original data directory back first`)
+  return recoverInterruptedRestore(cluster, new Date(), log, clusterLog(service.config))
 }
 
 /** Bytes the live database takes: for disk estimates before a snapshot. */
@@ -417,6 +434,7 @@ export async function checkDatabaseBackup(
     }
     return `SQLite backup passes integrity_check${m.rowCounts ? ', rows and schema as captured' : ''}`
   }
+  await convergeInterruptedRestore(service, options.log)
   // The dump's check and the base backup's preparation read different files: both at once.
   const { cluster, why } = localCluster(db)
   const physical = m.base && cluster ? preparedBase(cluster, backup, options.hashed) : undefined
@@ -577,6 +595,7 @@ export async function restoreDatabase(
     }
   }
 
+  await convergeInterruptedRestore(service, log)
   const { cluster } = localCluster(db)
   if (m.base && cluster) {
     const dir = await preparedBase(cluster, backup)

@@ -59,17 +59,14 @@ function writeDurably(file: string, text: string): void {
   renameSync(tmp, file)
 }
 
-let renames = 0
-
-/**
- * Every rename of a restore's directories goes through here. Test hook: BACKOUT_TEST_KILL_BEFORE_RENAME=N kills
- * this process (SIGKILL, as a crash would) right before the Nth such rename.
- */
+/** Every rename of a restore's directories (a test kills the process before each: strace -e inject=rename). */
 export function swapRename(from: string, to: string): void {
-  const killAt = Number(process.env.BACKOUT_TEST_KILL_BEFORE_RENAME ?? 0)
-  renames += 1
-  if (killAt > 0 && renames === killAt) process.kill(process.pid, 'SIGKILL')
   renameSync(from, to)
+}
+
+/** Test hook: BACKOUT_TEST_KILL_AT=<name> kills this process (SIGKILL) at the named point of a restore. */
+export function crashPoint(name: string): void {
+  if (process.env.BACKOUT_TEST_KILL_AT === name) process.kill(process.pid, 'SIGKILL')
 }
 
 /** Journals the swap, then renames the original aside and the staged directory in. */
