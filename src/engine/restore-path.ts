@@ -80,5 +80,5 @@ export async function decideRestorePath(options: {
 export function restorePathText(route: RestorePath): string {
   return route.method === 'physical'
     ? `restore path: whole cluster (physical), replaces databases ${route.replaces.join(', ')} — ${route.why}`
-    : `restore path: logical, database ${route.replaces.join(', ')} alone — ${route.why}`
+    : `restore path: logical restore of database ${route.replaces.join(', ')} alone — ${route.why}`
 }

@@ -59,7 +59,7 @@ test('a second database created after the backup survives Level 2 Method 2; Leve
   const plan = await level2(true)
   expect(plan.error).toBeUndefined()
   const planned = plan.record.steps[0]?.detail ?? ''
-  expect(planned).toMatch(/restore path: logical, database app alone/)
+  expect(planned).toMatch(/restore path: logical restore of database app alone/)
   expect(planned).toMatch(/database "other" was created after the backup/)
 
   const { record, error } = await level2(false)
