@@ -5,7 +5,7 @@ import { loadConfig } from '../../src/drivers/config-file'
 import { pgQuery } from '../../src/drivers/database'
 import { findPgBinDir } from '../../src/drivers/postgres-cluster'
 import { rollback } from '../../src/engine/rollback'
-import { createService } from '../../src/engine/service'
+import { createService, secretsOf } from '../../src/engine/service'
 import { takeSnapshot } from '../../src/engine/snapshot'
 import { startSandbox, type TestSandbox } from '../support/cli'
 
@@ -92,6 +92,10 @@ test('scram-sha-256 on TCP: snapshot and Level 3 physical restore work, and no a
   )
   const log = new MemoryLogger()
   const service = createService(loadConfig(sb.config), log)
+  // Both forms are masked in every log: as decoded and as written (URL-encoded) in database.url.
+  expect(secretsOf(service.config)).toEqual(expect.arrayContaining([PASSWORD, ENCODED]))
+  log.info(`connecting with ${withPassword}`)
+  expect(log.lines.join('\n')).not.toContain(ENCODED)
   const sampler = sampleCmdlines()
   try {
     const snap = await takeSnapshot(service, { safety: false })
