@@ -8,6 +8,7 @@ command -v sqlite3 >/dev/null 2>&1 || need+=(sqlite3)
 command -v zstd >/dev/null 2>&1 || need+=(zstd)
 [ -x /usr/bin/alembic ] || need+=(alembic)
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql-15)
+command -v strace >/dev/null 2>&1 || need+=(strace) # tests: kill a restore at every rename
 if [ "${BACKOUT_SETUP_FULL:-1}" = 1 ]; then
   command -v prometheus >/dev/null 2>&1 || need+=(prometheus)
   command -v wrk >/dev/null 2>&1 || need+=(wrk)

@@ -67,6 +67,8 @@ export interface ManifestBaseBackup {
   bytes: number
   /** The system identifier in the base backup's pg_control: the cluster it is a copy of. */
   systemIdentifier?: string
+  /** Every database the cluster held when the base backup was taken (it restores them all). Absent: unknown. */
+  databases?: { name: string; oid: string; bytes: number; writes?: number }[]
 }
 
 export interface ManifestDatabase {

@@ -16,6 +16,7 @@ export async function pgQuery<T = Record<string, unknown>>(
     connectionTimeoutMillis: timeoutMs,
     statement_timeout: timeoutMs
   })
+  client.on('error', () => undefined) // a server going away fails the query, never crashes the process
   await client.connect()
   try {
     return (await client.query(sql)).rows as T[]

@@ -6,7 +6,6 @@ import {
   readFileSync,
   statSync,
   writeFileSync,
-  renameSync,
   rmSync,
   openSync,
   readSync,
@@ -32,6 +31,25 @@ import {
   stopCluster
 } from './postgres-cluster'
 import { unusedPath } from './paths'
+import { pgCommandConnection } from './postgres/credentials'
+import { pgTime } from './postgres/pg-time'
+import { removeRecoverySettings, writeRecoverySettings } from './postgres/recovery-conf'
+import {
+  crashPoint,
+  finishSwap,
+  readSwapJournal,
+  swapIn,
+  swapJournalFile,
+  swapRename,
+  undoSwap
+} from './postgres/restore-swap'
+import {
+  checkWalContinuity as walContinuity,
+  dataDirTimeline,
+  type WalContinuity
+} from './postgres/timelines'
+
+export type { WalContinuity }
 
 /**
  * PostgreSQL backups and restores: a logical dump (pg_dump directory format, parallel, streamed through zstd
@@ -80,7 +98,15 @@ export function redact(url: string): string {
 
 async function withClient<T>(url: string, fn: (c: Client) => Promise<T>): Promise<T> {
   const client = new Client({ connectionString: url, connectionTimeoutMillis: 10_000 })
-  await client.connect()
+  // A server that goes away (a recovery that fails, a stop) must fail the query, not crash the process with an
+  // unhandled 'error' event.
+  client.on('error', () => undefined)
+  try {
+    await client.connect()
+  } catch (e) {
+    await client.end().catch(() => undefined) // never leave a half-open connection behind a failed attempt
+    throw e
+  }
   try {
     return await fn(client)
   } finally {
@@ -243,19 +269,23 @@ export async function logicalDump(options: LogicalDumpOptions): Promise<LogicalD
       .catch(() => undefined)
     const dumpDir = path.join(staging, 'dump')
     const dumpStarted = Date.now()
-    const res = await runCommand([
-      path.join(binDir, 'pg_dump'),
-      '-Fd',
-      '-j',
-      String(jobs),
-      '-Z0',
-      '--no-sync',
-      `--snapshot=${s.id}`,
-      '-f',
-      dumpDir,
-      '-d',
-      options.url
-    ])
+    const conn = pgCommandConnection(options.url)
+    const res = await runCommand(
+      [
+        path.join(binDir, 'pg_dump'),
+        '-Fd',
+        '-j',
+        String(jobs),
+        '-Z0',
+        '--no-sync',
+        `--snapshot=${s.id}`,
+        '-f',
+        dumpDir,
+        '-d',
+        conn.url
+      ],
+      { env: conn.env }
+    )
     if (res.code !== 0)
       throw new OperationError(
         `pg_dump of ${s.db} failed (exit ${res.code}): ${res.stderr.trim().split('\n').slice(-5).join('\n')}`,
@@ -478,15 +508,11 @@ export async function logicalRestore(options: LogicalRestoreOptions): Promise<Lo
       await c.query(`CREATE DATABASE ${quoteIdent(side)} TEMPLATE template0${like}`)
     })
     log?.info(`pg_restore -j ${jobs} of ${path.basename(file)} into ${side}`)
-    const res = await runCommand([
-      path.join(binDir, 'pg_restore'),
-      '-j',
-      String(jobs),
-      '--exit-on-error',
-      '-d',
-      urlForDatabase(options.url, side),
-      dumpPath
-    ])
+    const conn = pgCommandConnection(urlForDatabase(options.url, side))
+    const res = await runCommand(
+      [path.join(binDir, 'pg_restore'), '-j', String(jobs), '--exit-on-error', '-d', conn.url, dumpPath],
+      { env: conn.env }
+    )
     if (res.code !== 0) {
       await withClient(options.url, c =>
         c.query(`DROP DATABASE IF EXISTS ${quoteIdent(side)} WITH (FORCE)`)
@@ -574,19 +600,6 @@ export interface BaseBackupInfo {
   durationMs?: number
 }
 
-function pgTime(text: string): string {
-  // "2024-06-01 10:00:00 UTC" / "2024-06-01 10:00:00.123456 UTC" / "... +02"
-  const m = /^(\d{4}-\d{2}-\d{2}) (\d{2}:\d{2}:\d{2}(?:\.\d+)?)\s*(.*)$/.exec(text.trim())
-  if (!m) return new Date(text).toISOString()
-  const zone = (m[3] ?? '').trim()
-  const offset =
-    zone === '' || zone === 'UTC' || zone === 'GMT' ? 'Z' : /^[+-]\d{2}(:?\d{2})?$/.test(zone) ? zone : 'Z'
-  const frac = m[2]?.includes('.') ? m[2].replace(/(\.\d{3})\d*/, '$1') : m[2]
-  const d = new Date(`${m[1]}T${frac}${offset.length === 3 ? `${offset}:00` : offset}`)
-  if (Number.isNaN(d.getTime())) throw new Error(`cannot parse PostgreSQL time "${text}"`)
-  return d.toISOString()
-}
-
 /** Reads backup_label of a plain-format base backup. */
 export function readBaseBackupLabel(dir: string): BaseBackupInfo {
   const file = path.join(dir, 'backup_label')
@@ -627,15 +640,13 @@ export async function baseBackup(options: {
     )
   mkdirForPostgres(outDir)
   const label = options.label ?? `backout ${formatBackupId(new Date())}`
+  // The cluster's URL (its user and password, the password through the environment, never argv).
+  const conn = pgCommandConnection(cluster.url())
   const res = await runCommand(
     asPostgresUser([
       path.join(cluster.binDir, 'pg_basebackup'),
-      '-h',
-      '127.0.0.1',
-      '-p',
-      String(cluster.port),
-      '-U',
-      'postgres',
+      '-d',
+      conn.url,
       '-w',
       '-D',
       outDir,
@@ -646,7 +657,8 @@ export async function baseBackup(options: {
       'fast',
       '-l',
       label
-    ])
+    ]),
+    { env: conn.env }
   )
   if (res.code !== 0) {
     rmSync(outDir, { recursive: true, force: true })
@@ -729,149 +741,18 @@ export function prepareWalArchive(archiveDir: string): void {
   mkdirForPostgres(archiveDir)
 }
 
-const SEGMENT = /^([0-9A-F]{8})([0-9A-F]{8})([0-9A-F]{8})$/
-
-function segInfo(name: string, segSize: number): { tli: number; segNo: number } {
-  const m = SEGMENT.exec(name)
-  if (!m?.[1] || !m[2] || !m[3]) throw new Error(`not a WAL segment name: ${name}`)
-  const perId = 0x100000000 / segSize
-  return { tli: parseInt(m[1], 16), segNo: parseInt(m[2], 16) * perId + parseInt(m[3], 16) }
-}
-
-function segName(tli: number, segNo: number, segSize: number): string {
-  const perId = 0x100000000 / segSize
-  const h = (n: number): string => n.toString(16).toUpperCase().padStart(8, '0')
-  return h(tli) + h(Math.floor(segNo / perId)) + h(segNo % perId)
-}
-
-function lsnToNumber(lsn: string): number {
-  const [hi, lo] = lsn.split('/')
-  return parseInt(hi ?? '0', 16) * 0x100000000 + parseInt(lo ?? '0', 16)
-}
-
-export interface WalContinuity {
-  /** No missing segment between fromSegment and the newest archived one on the timeline path. */
-  continuous: boolean
-  fromSegment: string
-  /** The last segment of the unbroken run from fromSegment. */
-  lastSegment?: string
-  /** The first missing segment, when a later one exists (a gap). */
-  missing?: string
-  /** The timeline recovery would follow (the newest in the archive). */
-  timeline: number
-  /** The newest commit (or abort) in the unbroken run: recovery can stop at any time before it. ISO-8601. */
-  latestCommit?: string
-  /** When toTime was given: whether the unbroken WAL holds a commit after it (needed to stop at it). */
-  reachesTarget?: boolean
-  problems: string[]
-}
-
-async function lastCommitIn(
-  binDir: string,
-  archiveDir: string,
-  segment: string
-): Promise<string | undefined> {
-  const file = path.join(archiveDir, segment)
-  const res = await runCommand([path.join(binDir, 'pg_waldump'), '-r', 'Transaction', file, file])
-  let latest: string | undefined
-  for (const m of res.stdout.matchAll(
-    /desc: (?:COMMIT|ABORT) (\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}(?:\.\d+)? \S+)/g
-  )) {
-    if (m[1]) {
-      const t = pgTime(m[1])
-      if (!latest || t > latest) latest = t
-    }
-  }
-  return latest
-}
-
 /**
- * Whether the archived WAL runs unbroken from fromSegment (the base backup's start segment), following the
- * newest timeline's history, and — when toTime is given — whether it holds a commit after toTime, which
- * PostgreSQL needs to stop at that time.
+ * Whether the archived WAL runs unbroken from fromSegment along a timeline's history and reaches toTime (see
+ * postgres/timelines.ts). `timeline`: the timeline whose history recovery follows (default the newest archived).
  */
 export async function checkWalContinuity(
   archiveDir: string,
   fromSegment: string,
   toTime?: Date | string,
-  binDir?: string
+  binDir?: string,
+  options: { timeline?: number } = {}
 ): Promise<WalContinuity> {
-  const bin = requireBinDir(binDir)
-  const problems: string[] = []
-  if (!existsSync(archiveDir)) throw new UserError(`WAL archive ${archiveDir} does not exist`, 'wal_missing')
-  const names = readdirSync(archiveDir)
-  const segments = new Set(names.filter(n => SEGMENT.test(n)))
-  const sample = segments.has(fromSegment) ? fromSegment : [...segments][0]
-  const segSize = sample ? statSync(path.join(archiveDir, sample)).size : 16 * 1024 * 1024
-  if (!Number.isInteger(Math.log2(segSize))) problems.push(`WAL segment ${sample} has an odd size ${segSize}`)
-  const from = segInfo(fromSegment, segSize)
-
-  // The timeline path: the newest timeline's history lists its ancestors and where each one ended.
-  const tlis = [...names].map(n => /^([0-9A-F]{8})\.history$/.exec(n)?.[1]).filter((x): x is string => !!x)
-  const newest = Math.max(from.tli, ...tlis.map(t => parseInt(t, 16)))
-  const path_: { tli: number; endSeg: number }[] = []
-  if (newest !== from.tli) {
-    const hist = readFileSync(
-      path.join(archiveDir, `${segName(newest, 0, segSize).slice(0, 8)}.history`),
-      'utf8'
-    )
-    for (const line of hist.split('\n')) {
-      const m = /^\s*(\d+)\s+([0-9A-F]+\/[0-9A-F]+)/i.exec(line)
-      if (m?.[1] && m[2]) path_.push({ tli: Number(m[1]), endSeg: Math.floor(lsnToNumber(m[2]) / segSize) })
-    }
-    if (!path_.some(p => p.tli === from.tli)) {
-      problems.push(`timeline ${newest} does not descend from the base backup's timeline ${from.tli}`)
-      path_.length = 0
-    }
-  }
-  const timeline = path_.length ? newest : from.tli
-  const tliFor = (segNo: number): number => {
-    for (const p of path_) if (segNo < p.endSeg) return p.tli
-    return timeline
-  }
-
-  let maxSeg = from.segNo
-  for (const n of segments) {
-    const s = segInfo(n, segSize)
-    if (s.segNo > maxSeg && (s.tli === tliFor(s.segNo) || path_.some(p => p.tli === s.tli))) maxSeg = s.segNo
-  }
-  let last: string | undefined
-  let missing: string | undefined
-  for (let s = from.segNo; s <= maxSeg; s++) {
-    const name = segName(tliFor(s), s, segSize)
-    if (!segments.has(name)) {
-      missing = name
-      break
-    }
-    last = name
-  }
-  if (!last) problems.push(`the base backup's first WAL segment ${fromSegment} is not in ${archiveDir}`)
-  else if (missing)
-    problems.push(`WAL gap: ${missing} is missing from ${archiveDir}; recovery cannot go past ${last}`)
-
-  let latestCommit: string | undefined
-  if (last) {
-    const lastNo = segInfo(last, segSize).segNo
-    for (let s = lastNo; s >= from.segNo && !latestCommit && lastNo - s < 8; s--)
-      latestCommit = await lastCommitIn(bin, archiveDir, segName(tliFor(s), s, segSize))
-  }
-  const target = toTime === undefined ? undefined : new Date(toTime)
-  const reachesTarget = target ? latestCommit !== undefined && new Date(latestCommit) > target : undefined
-  if (target && !reachesTarget)
-    problems.push(
-      `the archived WAL ends before ${target.toISOString()} (newest commit: ${latestCommit ?? 'none'}) — ` +
-        'choose an earlier time, or make the running cluster archive its current WAL first'
-    )
-  return {
-    continuous: !missing && !!last,
-    fromSegment,
-    lastSegment: last,
-    missing,
-    timeline,
-    latestCommit,
-    reachesTarget,
-    problems
-  }
+  return walContinuity(archiveDir, fromSegment, toTime, requireBinDir(binDir), options)
 }
 
 export interface WalWindow extends WalContinuity {
@@ -885,7 +766,8 @@ export interface WalWindow extends WalContinuity {
 export async function walWindow(
   archiveDir: string,
   base: BaseBackupInfo | string,
-  binDir?: string
+  binDir?: string,
+  options: { timeline?: number } = {}
 ): Promise<WalWindow> {
   const info = typeof base === 'string' ? readBaseBackupLabel(base) : base
   // The backup history file PostgreSQL archives at the end of a backup records its STOP TIME.
@@ -898,7 +780,7 @@ export async function walWindow(
       if (text.includes(`START WAL LOCATION: ${info.startLsn} `) && stop) earliest = pgTime(stop)
     }
   }
-  const c = await checkWalContinuity(archiveDir, info.startSegment, undefined, binDir)
+  const c = await checkWalContinuity(archiveDir, info.startSegment, undefined, binDir, options)
   return { ...c, earliest, latest: c.latestCommit }
 }
 
@@ -968,44 +850,54 @@ export interface PhysicalRestoreResult {
   durationMs: number
 }
 
-interface RestoreJournal {
-  dataDir: string
-  aside: string
-  phase: 'swapped'
-}
-
-function journalFile(dataDir: string): string {
-  return `${dataDir}.backout-restore.json`
-}
-
 function stamp(now: Date): string {
   return formatBackupId(now)
 }
 
 /**
- * Undoes a restore that was interrupted after the data directory was swapped but before it was verified: the
- * original directory comes back, the unverified one is kept aside as *.backout-failed-*. Idempotent.
+ * Undoes a restore that was interrupted anywhere in its data-directory swap (a kill before any rename, during the
+ * replay, before the verdict): the original directory comes back, an unverified one is kept aside as
+ * *.backout-failed-*, and the cluster is started again when it ran before. Works when no directory is left at
+ * dataDir. Idempotent; false when there was nothing to undo.
  */
 export async function recoverInterruptedRestore(
   cluster: Cluster,
   now = new Date(),
-  logger?: Logger
+  logger?: Logger,
+  logFile?: string
 ): Promise<boolean> {
-  const jf = journalFile(cluster.dataDir)
-  if (!existsSync(jf)) return false
-  const j = JSON.parse(readFileSync(jf, 'utf8')) as RestoreJournal
-  if (existsSync(j.aside)) {
-    if (existsSync(cluster.dataDir)) {
-      await stopCluster(cluster, 'immediate')
-      const failed = `${cluster.dataDir}.backout-failed-${stamp(now)}`
-      renameSync(cluster.dataDir, failed)
-      logger?.warn(`an interrupted restore left an unverified data directory; kept it as ${failed}`)
-    }
-    renameSync(j.aside, cluster.dataDir)
-    logger?.warn(`restored the original data directory ${cluster.dataDir} from ${j.aside}`)
+  const j = readSwapJournal(cluster.dataDir)
+  if (!j) {
+    // Killed before the journal was in place: nothing was renamed; only a staged copy may be left.
+    for (const f of [swapJournalFile(cluster.dataDir), `${swapJournalFile(cluster.dataDir)}.tmp`])
+      rmSync(f, { force: true })
+    rmSync(`${cluster.dataDir}.backout-restoring`, { recursive: true, force: true })
+    return false
   }
-  rmSync(jf, { force: true })
+  // A restored server may still run (it outlives the process that started it): stop it before moving its files.
+  if (existsSync(cluster.dataDir)) await stopCluster(cluster, 'immediate')
+  undoSwap(j, now, logger)
+  if (
+    j.wasRunning &&
+    logFile &&
+    existsSync(path.join(cluster.dataDir, 'PG_VERSION')) &&
+    !clusterPid(cluster.dataDir)
+  )
+    await startCluster(cluster, logFile)
   return true
+}
+
+/** Refuses (nothing touched) when database.url's credentials do not connect: the readiness checks would fail. */
+async function checkCanConnect(cluster: Cluster): Promise<void> {
+  try {
+    await withClient(cluster.url(), c => c.query('SELECT 1'))
+  } catch (e) {
+    throw new UserError(
+      `cannot connect to ${redact(cluster.url())} (${e instanceof Error ? e.message : String(e)}) — check the user and ` +
+        'password in database.url; nothing was changed',
+      'db_unreachable'
+    )
+  }
 }
 
 function readFrom(file: string, offset: number): string {
@@ -1032,9 +924,6 @@ function alive(pid: number | undefined): boolean {
   }
 }
 
-const RECOVERY_KEYS =
-  /^\s*(restore_command|recovery_target\w*|recovery_end_command|archive_cleanup_command|primary_conninfo)\s*=/
-
 async function du(dir: string): Promise<number> {
   const res = await runChecked(['du', '-sb', dir])
   return Number(res.stdout.split('\t')[0])
@@ -1051,7 +940,7 @@ function sameFilesystem(a: string, b: string): boolean {
 /** Renames a directory; false (nothing moved) when from and to are on different filesystems. */
 function renameDir(from: string, to: string): boolean {
   try {
-    renameSync(from, to)
+    swapRename(from, to)
     return true
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code === 'EXDEV') return false
@@ -1075,7 +964,7 @@ export async function physicalRestore(options: PhysicalRestoreOptions): Promise<
   const log = options.logger
   const now = options.now ?? (() => new Date())
   const { dataDir } = cluster
-  await recoverInterruptedRestore(cluster, now(), log)
+  await recoverInterruptedRestore(cluster, now(), log, logFile)
 
   // --- preflight: nothing is touched until all of this passes
   if (!existsSync(backupDir))
@@ -1121,19 +1010,29 @@ export async function physicalRestore(options: PhysicalRestoreOptions): Promise<
       )
   }
   const running = alive(clusterPid(dataDir))
+  if (running) await checkCanConnect(cluster)
+  // Recovery follows the replaced cluster's own history: not the newest timeline in the archive, which may be
+  // an abandoned (undone) attempt's.
+  const timeline = await dataDirTimeline(dataDir, cluster.binDir)
   if (target && walArchiveDir) {
-    if (running) {
-      try {
-        await flushWalToArchive(cluster)
-      } catch (e) {
-        log?.warn(
-          `could not flush the current WAL to the archive: ${e instanceof Error ? e.message : String(e)}`
-        )
+    const check = async (): Promise<WalContinuity | undefined> => {
+      if (running) {
+        try {
+          await flushWalToArchive(cluster)
+        } catch (e) {
+          log?.warn(
+            `could not flush the current WAL to the archive: ${e instanceof Error ? e.message : String(e)}`
+          )
+        }
       }
+      if (!info || options.verifyWal === false) return undefined
+      return checkWalContinuity(walArchiveDir, info.startSegment, target, cluster.binDir, { timeline })
     }
-    if (info && options.verifyWal !== false) {
-      const c = await checkWalContinuity(walArchiveDir, info.startSegment, target, cluster.binDir)
-      const w = await walWindow(walArchiveDir, info, cluster.binDir)
+    // (After an interrupted run, recoverInterruptedRestore above started the original again when it ran: its
+    // newest WAL is flushed here like on a first run, rather than the archive judged while everything is down.)
+    const c = await check()
+    if (c && info) {
+      const w = await walWindow(walArchiveDir, info, cluster.binDir, { timeline })
       if (target < new Date(w.earliest))
         throw new UserError(
           `recovery target ${target.toISOString()} is before the base backup finished (${w.earliest}) — use an older base backup`,
@@ -1142,7 +1041,7 @@ export async function physicalRestore(options: PhysicalRestoreOptions): Promise<
       if (!c.continuous || !c.reachesTarget)
         throw new UserError(
           `point-in-time recovery to ${target.toISOString()} is not possible: ${c.problems.join('; ')}`,
-          'wal_gap'
+          c.abandoned ? 'bad_target' : 'wal_gap'
         )
     }
   }
@@ -1169,18 +1068,12 @@ export async function physicalRestore(options: PhysicalRestoreOptions): Promise<
       if (existsSync(path.join(dataDir, f)))
         await runChecked(['cp', '-a', path.join(dataDir, f), path.join(staging, f)])
   const auto = path.join(staging, 'postgresql.auto.conf')
-  const kept = existsSync(auto)
-    ? readFileSync(auto, 'utf8')
-        .split('\n')
-        .filter(l => !RECOVERY_KEYS.test(l))
-        .join('\n')
-    : ''
   const settings: Record<string, string> = target
     ? {
         restore_command: confString(restoreCommand ?? ''),
         recovery_target_time: confString(target.toISOString().replace('T', ' ').replace('Z', '+00')),
         recovery_target_inclusive: 'on',
-        recovery_target_timeline: confString('latest'),
+        recovery_target_timeline: confString(timeline ? String(timeline) : 'latest'),
         recovery_target_action: confString('promote')
       }
     : {
@@ -1189,26 +1082,17 @@ export async function physicalRestore(options: PhysicalRestoreOptions): Promise<
         recovery_target: confString('immediate'),
         recovery_target_action: confString('promote')
       }
-  writeFileSync(
-    auto,
-    `${kept.trimEnd()}\n# backout physical restore of ${info.label || info.startTime}\n` +
-      Object.entries(settings)
-        .map(([k, v]) => `${k} = ${v}`)
-        .join('\n') +
-      '\n'
-  )
+  writeRecoverySettings(auto, info.label || info.startTime, settings)
   chownForPostgres(auto)
   writeFileSync(path.join(staging, 'recovery.signal'), '')
   chownForPostgres(path.join(staging, 'recovery.signal'))
 
-  // --- swap: stop, rename the old directory aside (kept), rename the staged one in
+  // --- swap: stop, rename the old directory aside (kept), rename the staged one in — journaled (restore-swap.ts)
   await stopCluster(cluster)
   const aside = unusedPath(`${dataDir}.replaced-${stamp(now())}`)
-  const journal: RestoreJournal = { dataDir, aside, phase: 'swapped' }
-  writeFileSync(journalFile(dataDir), JSON.stringify(journal))
   const hadOld = existsSync(dataDir)
-  if (hadOld) renameSync(dataDir, aside)
-  renameSync(staging, dataDir)
+  const journal = { dataDir, aside, staging, hadOld, wasRunning: running }
+  swapIn(journal)
   log?.info(
     `data directory swapped: previous one kept at ${aside}; replaying WAL${target ? ` to ${target.toISOString()}` : ''}`
   )
@@ -1217,10 +1101,7 @@ export async function physicalRestore(options: PhysicalRestoreOptions): Promise<
   const undo = async (why: string): Promise<never> => {
     const logText = readFrom(logFile, offset)
     await stopCluster(cluster, 'immediate').catch(() => undefined)
-    const failed = `${dataDir}.backout-failed-${stamp(now())}`
-    renameSync(dataDir, failed)
-    if (hadOld) renameSync(aside, dataDir)
-    rmSync(journalFile(dataDir), { force: true })
+    const failed = undoSwap(journal, now(), log) ?? `${dataDir}.backout-failed-?`
     let restarted = ''
     if (hadOld && running) {
       try {
@@ -1245,6 +1126,7 @@ export async function physicalRestore(options: PhysicalRestoreOptions): Promise<
 
   try {
     await startCluster(cluster, logFile)
+    crashPoint('recovery-started')
   } catch (e) {
     const text = readFrom(logFile, offset)
     if (
@@ -1276,7 +1158,14 @@ export async function physicalRestore(options: PhysicalRestoreOptions): Promise<
       )
       inRecovery = r.rows[0]?.rec
       lastReplayed = r.rows[0]?.replay?.toISOString()
-    } catch {
+    } catch (e) {
+      // Wrong credentials never start working: say so instead of polling until the deadline.
+      const code = (e as { code?: string }).code
+      if (code === '28P01' || code === '28000')
+        return undo(
+          `cannot connect to check the recovery (${e instanceof Error ? e.message : String(e)}) — the restored ` +
+            "cluster's roles and passwords are the backup's: was database.url's password changed since?"
+        )
       inRecovery = undefined
     }
     if (inRecovery === false) break
@@ -1302,7 +1191,8 @@ export async function physicalRestore(options: PhysicalRestoreOptions): Promise<
   } else if (!/recovery stopping after reaching consistency/.test(text)) {
     return undo('the server log does not show recovery stopping at the end of the base backup')
   }
-  rmSync(journalFile(dataDir), { force: true })
+  removeRecoverySettings(dataDir)
+  finishSwap(dataDir)
   return {
     dataDir,
     previousDataDir: hadOld ? aside : undefined,

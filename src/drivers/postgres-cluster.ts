@@ -10,6 +10,7 @@ import {
 import { userInfo } from 'node:os'
 import path from 'node:path'
 import { runChecked, runCommand } from './exec'
+import { pgCommandConnection } from './postgres/credentials'
 
 /**
  * A PostgreSQL cluster that backout starts itself (no systemd): initdb into a directory, start it on its own
@@ -23,6 +24,11 @@ export interface ClusterOptions {
   socketDir?: string
   /** Extra postgresql.conf lines, e.g. WAL archiving. */
   settings?: Record<string, string>
+  /**
+   * How to connect (user, password, host, port): the service's database.url. url(database) then keeps its user and
+   * password and only changes the database. Default: the superuser postgres over TCP on loopback, no password.
+   */
+  connectUrl?: string
 }
 
 export interface Cluster {
@@ -30,7 +36,7 @@ export interface Cluster {
   port: number
   socketDir: string
   binDir: string
-  /** A connection string for the superuser `postgres` over TCP on loopback. */
+  /** A connection string (connectUrl's user and password, else the superuser `postgres`) over TCP on loopback. */
   url(database?: string): string
 }
 
@@ -81,7 +87,12 @@ export function describeCluster(options: ClusterOptions, binDir = requireBinDir(
     port: options.port,
     socketDir,
     binDir,
-    url: (database = 'postgres') => `postgresql://postgres@127.0.0.1:${options.port}/${database}`
+    url: (database = 'postgres') => {
+      if (!options.connectUrl) return `postgresql://postgres@127.0.0.1:${options.port}/${database}`
+      const u = new URL(options.connectUrl)
+      u.pathname = `/${encodeURIComponent(database)}`
+      return u.toString()
+    }
   }
 }
 
@@ -176,23 +187,10 @@ export async function stopCluster(
 
 /** Runs SQL through psql as the superuser: for setup in the sandbox and tests. */
 export async function psql(cluster: Cluster, database: string, sql: string): Promise<string> {
+  const conn = pgCommandConnection(cluster.url(database))
   const res = await runChecked(
-    [
-      path.join(cluster.binDir, 'psql'),
-      '-X',
-      '-v',
-      'ON_ERROR_STOP=1',
-      '-qAt',
-      '-h',
-      '127.0.0.1',
-      '-p',
-      String(cluster.port),
-      '-U',
-      'postgres',
-      '-d',
-      database
-    ],
-    { input: sql }
+    [path.join(cluster.binDir, 'psql'), '-X', '-v', 'ON_ERROR_STOP=1', '-qAt', '-d', conn.url],
+    { input: sql, env: conn.env }
   )
   return res.stdout
 }

@@ -16,6 +16,7 @@ import {
   logicalDump,
   logicalRestore,
   physicalRestore,
+  recoverInterruptedRestore,
   readDumpToc,
   systemIdentifierOf,
   urlForDatabase,
@@ -31,8 +32,12 @@ import {
   startCluster,
   type Cluster
 } from '../drivers/postgres-cluster'
+import { listClusterDatabases } from '../drivers/postgres/cluster-contents'
+import { readSwapJournal } from '../drivers/postgres/restore-swap'
+import { dataDirTimeline } from '../drivers/postgres/timelines'
 import * as sqlite from '../drivers/sqlite'
 import { discardExtraction, manifestSha, prepareExtraction, readyExtraction } from './prepared'
+import { decidedRestorePath, decideRestorePath, restorePathText, type RestorePath } from './restore-path'
 import type { Service } from './service'
 
 /**
@@ -65,13 +70,19 @@ function databaseName(url: string): string {
  */
 export function localCluster(db: Postgres): { cluster?: Cluster; why?: string } {
   if (!db.dataDir) return { why: 'database.dataDir is not set' }
-  if (!existsSync(path.join(db.dataDir, 'PG_VERSION')))
+  // A restore interrupted mid-swap may have left no directory at dataDir: its journal still names the cluster.
+  if (!existsSync(path.join(db.dataDir, 'PG_VERSION')) && !readSwapJournal(db.dataDir))
     return { why: `database.dataDir ${db.dataDir} holds no PostgreSQL cluster (no PG_VERSION)` }
   const u = new URL(db.url)
   if (!LOCAL_HOSTS.has(u.hostname)) return { why: `the database host ${u.hostname} is not this machine` }
   const binDir = db.binDir ?? findPgBinDir()
   if (!binDir) return { why: 'PostgreSQL binaries not found (set database.binDir)' }
-  return { cluster: describeCluster({ dataDir: db.dataDir, port: Number(u.port || 5432) }, binDir) }
+  return {
+    cluster: describeCluster(
+      { dataDir: db.dataDir, port: Number(u.port || 5432), connectUrl: db.url },
+      binDir
+    )
+  }
 }
 
 /** The server log backout's pg_ctl writes to when it (re)starts the cluster for a restore. */
@@ -79,6 +90,23 @@ function clusterLog(config: Config): string {
   const dir = path.join(config.state.dir, 'logs')
   mkdirSync(dir, { recursive: true })
   return path.join(dir, 'postgres.log')
+}
+
+/**
+ * Converges a physical restore that was interrupted (a kill before any rename of its swap, during the replay):
+ * the original data directory back and running as it was, before anything else looks at the cluster. Without it a
+ * re-run found no data directory (no PG_VERSION), took the logical path and failed to connect.
+ */
+export async function convergeInterruptedRestore(
+  service: Service,
+  log: Logger = service.log
+): Promise<boolean> {
+  const db = service.config.database
+  if (db?.kind !== 'postgres' || !db.dataDir || !readSwapJournal(db.dataDir)) return false
+  const { cluster } = localCluster(db)
+  if (!cluster) return false
+  log.warn(`a restore of ${db.dataDir} was interrupted: putting the original data directory back first`)
+  return recoverInterruptedRestore(cluster, new Date(), log, clusterLog(service.config))
 }
 
 /** Bytes the live database takes: for disk estimates before a snapshot. */
@@ -183,6 +211,11 @@ async function capturePostgres(
     return out
   }
   const staging = path.join(writerDir, '.base')
+  // Which databases the base backup holds (listed before it starts: anything written during it counts as a change).
+  const databases = await listClusterDatabases(db.url).catch((e: unknown) => {
+    out.notes!.push(`the cluster's databases could not be listed: ${messageOf(e)}`)
+    return undefined
+  })
   try {
     const info = await baseBackup({ cluster, outDir: staging, label: `backout ${path.basename(writerDir)}` })
     const systemIdentifier = await systemIdentifierOf(staging, cluster.binDir)
@@ -198,7 +231,8 @@ async function capturePostgres(
       startTime: info.startTime,
       endTime: info.endTime,
       bytes,
-      systemIdentifier
+      systemIdentifier,
+      ...(databases ? { databases } : {})
     }
   } finally {
     rmSync(staging, { recursive: true, force: true })
@@ -292,7 +326,25 @@ export function discardPreparedBase(service: Service, backupId: string): void {
 /** Whether a restore of this backup will be physical (base backup + WAL) rather than logical. */
 export function restoresPhysically(service: Service, backup: BackupInfo): boolean {
   const db = service.config.database
+  const decided = decidedRestorePath(backup)
+  if (decided) return decided.method === 'physical'
   return db?.kind === 'postgres' && !!backup.manifest.database?.base && !!localCluster(db).cluster
+}
+
+/** The plan's words for the database restore of this backup (path, databases replaced, why); '' before pre-flight. */
+export function describeRestorePath(backup: BackupInfo): string {
+  const route = decidedRestorePath(backup)
+  return route ? `; ${restorePathText(route)}` : ''
+}
+
+/** Decides (again, with the live cluster) whether this backup may be restored physically: see restore-path.ts. */
+function routeFor(
+  db: Postgres,
+  backup: BackupInfo,
+  cluster: Cluster | undefined,
+  toTime?: string
+): Promise<RestorePath> {
+  return decideRestorePath({ backup, database: databaseName(db.url), url: db.url, cluster, toTime })
 }
 
 /** Where a backup's dump is extracted (and checked) ahead of a logical restore, reused by the restore. */
@@ -411,9 +463,14 @@ export async function checkDatabaseBackup(
     }
     return `SQLite backup passes integrity_check${m.rowCounts ? ', rows and schema as captured' : ''}`
   }
+  await convergeInterruptedRestore(service, options.log)
   // The dump's check and the base backup's preparation read different files: both at once.
   const { cluster, why } = localCluster(db)
-  const physical = m.base && cluster ? preparedBase(cluster, backup, options.hashed) : undefined
+  const route = await routeFor(db, backup, cluster, options.toTime)
+  const physical =
+    m.base && cluster && route.method === 'physical'
+      ? preparedBase(cluster, backup, options.hashed)
+      : undefined
   physical?.catch(() => undefined) // awaited below; handled now so that an early failure is not "unhandled"
   let toc: Awaited<ReturnType<typeof readDumpToc>>
   try {
@@ -448,7 +505,9 @@ export async function checkDatabaseBackup(
         'wal_missing'
       )
     return parts
-      .concat(m.base ? [`base backup not usable here (${why ?? '?'}): logical restore`] : ['logical restore'])
+      .concat(m.base && !cluster ? [`base backup not usable here (${why ?? '?'}): logical restore`] : [], [
+        restorePathText(route)
+      ])
       .join('; ')
   }
   const prepared = await physical
@@ -488,22 +547,27 @@ export async function checkDatabaseBackup(
         options.log?.warn(`could not flush the current WAL to the archive: ${messageOf(e)}`)
       }
     }
-    const w = await walWindow(db.walArchiveDir, baseInfo(m.base), cluster.binDir)
+    // Along the running cluster's own timeline history (an undone attempt's newer timeline is not it).
+    const timeline = await dataDirTimeline(cluster.dataDir, cluster.binDir)
+    const w = await walWindow(db.walArchiveDir, baseInfo(m.base), cluster.binDir, { timeline })
     if (target < new Date(w.earliest))
       throw new UserError(
         `--to-time ${target.toISOString()} is before backup ${backup.id}'s base backup finished (${w.earliest}) — pick an older backup`,
         'bad_target'
       )
-    const c = await checkWalContinuity(db.walArchiveDir, m.base.startSegment, target, cluster.binDir)
+    const c = await checkWalContinuity(db.walArchiveDir, m.base.startSegment, target, cluster.binDir, {
+      timeline
+    })
     if (!c.continuous || !c.reachesTarget)
       throw new UserError(
         `point-in-time recovery to ${target.toISOString()} is not possible: ${c.problems.join('; ')}`,
-        'wal_gap'
+        c.abandoned ? 'bad_target' : 'wal_gap'
       )
     parts.push(
       `WAL continuous from ${m.base.startSegment} to ${c.lastSegment ?? '?'} (newest commit ${c.latestCommit ?? '?'})`
     )
   }
+  parts.push(restorePathText(route))
   return parts.join('; ')
 }
 
@@ -567,8 +631,11 @@ export async function restoreDatabase(
     }
   }
 
+  await convergeInterruptedRestore(service, log)
   const { cluster } = localCluster(db)
-  if (m.base && cluster) {
+  // Decided again now: a database created since the pre-flight must not be swept away either.
+  const route = await routeFor(db, backup, cluster, options.toTime)
+  if (m.base && cluster && route.method === 'physical') {
     const dir = await preparedBase(cluster, backup)
     const res = await physicalRestore({
       cluster,
@@ -594,7 +661,8 @@ export async function restoreDatabase(
         (res.stoppedBefore
           ? `; WAL replayed to ${options.toTime}, recovery stopped before xid ${res.stoppedBefore.xid} (${res.stoppedBefore.time})`
           : '; recovered to the end of the base backup') +
-        (res.previousDataDir ? `; previous data directory kept at ${res.previousDataDir}` : '')
+        (res.previousDataDir ? `; previous data directory kept at ${res.previousDataDir}` : '') +
+        `; ${restorePathText(route)}`
     }
   }
 
@@ -628,7 +696,8 @@ export async function restoreDatabase(
     detail:
       `logical restore of ${backup.id} (${res.toc.tables.length} tables) in ${(res.durationMs / 1000).toFixed(1)} s` +
       (prepared ? ' from the dump unpacked during the pre-flight' : '') +
-      (res.keptAs ? `; the replaced database kept as ${res.keptAs}` : '')
+      (res.keptAs ? `; the replaced database kept as ${res.keptAs}` : '') +
+      `; ${restorePathText(route)}`
   }
 }
 

@@ -21,6 +21,7 @@ import { asSystemd, planCheckout, shortCommit, type PlannedCheckout } from './ch
 import { confirmServedBy } from './level1'
 import {
   checkDatabaseBackup,
+  describeRestorePath,
   extractDrill,
   localCluster,
   restoreDatabase,
@@ -403,9 +404,12 @@ export const level3Steps: LevelSteps = (service, record, req) => {
         if (!db) return 'no database configured'
         if (db.kind === 'sqlite')
           return `move ${db.path} aside (<name>_corrupted_<time>.db) and restore the online backup`
-        return backup && restoresPhysically(service, backup)
-          ? `stop PostgreSQL, swap ${db.dataDir} for the base backup (the old one kept), replay WAL${req.toTime ? ` to ${req.toTime}` : ' to the backup point'}`
-          : `pg_restore the dump into a side database and swap it in (the replaced one kept)`
+        return (
+          (backup && restoresPhysically(service, backup)
+            ? `stop PostgreSQL, swap ${db.dataDir} for the base backup (the old one kept), replay WAL${req.toTime ? ` to ${req.toTime}` : ' to the backup point'}`
+            : `pg_restore the dump into a side database and swap it in (the replaced one kept)`) +
+          (backup ? describeRestorePath(backup) : '')
+        )
       },
       async run({ signal }) {
         dbResult = await restoreDatabase(service, need(), { log, signal, toTime: req.toTime })

@@ -4,6 +4,7 @@ import type { Logger } from '../core/logger'
 import { BackupStore } from '../drivers/backup-store'
 import { field, probe, type HttpProbe } from '../drivers/http'
 import { createNginx, type Nginx } from '../drivers/nginx'
+import { passwordForms } from '../drivers/postgres/credentials'
 import { createRuntime, type Runtime } from '../drivers/runtime'
 
 /** The drivers for one service, built from its config. Tests build the same from a sandbox's config. */
@@ -33,12 +34,7 @@ export function createService(config: Config, log: Logger): Service {
 export function secretsOf(config: Config): string[] {
   const seal = config.backups.sealKey ? [config.backups.sealKey] : []
   if (config.database?.kind !== 'postgres') return seal
-  try {
-    const password = decodeURIComponent(new URL(config.database.url).password)
-    return password ? [password, ...seal] : seal
-  } catch {
-    return seal
-  }
+  return [...passwordForms(config.database.url), ...seal] // as written in the URL (encoded) and decoded
 }
 
 export function targetUrl(config: Config, color: Color): string {

@@ -33,7 +33,15 @@ import {
 import { clusterPid, psql, startCluster } from '../../src/drivers/postgres-cluster'
 import { startTestCluster, type TestCluster } from '../support/pg-test-cluster'
 
-const sleep = (ms: number): Promise<void> => new Promise(r => setTimeout(r, ms))
+/** The server's clock_timestamp(): recovery targets from the clock the commits are stamped with, not sleeps. */
+async function serverNow(cluster: TestCluster): Promise<Date> {
+  const text = await psql(
+    cluster,
+    'postgres',
+    `SELECT to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"')`
+  )
+  return new Date(text.trim())
+}
 
 let scratch: string
 beforeEach(() => {
@@ -201,15 +209,11 @@ describe('base backup, WAL archive and point-in-time recovery', () => {
       for (let i = 0; i < 5; i++) {
         await psql(cluster, 'postgres', `INSERT INTO events (label) VALUES ('before ${i}')`)
         before.push(`before ${i}`)
-        await sleep(50)
       }
-      await sleep(300)
-      const T = new Date()
-      await sleep(300)
-      for (let i = 0; i < 5; i++) {
+      // T from the server's clock, after the last 'before' commit and before the first 'after' one (no sleeps).
+      const T = await serverNow(cluster)
+      for (let i = 0; i < 5; i++)
         await psql(cluster, 'postgres', `INSERT INTO events (label) VALUES ('after ${i}')`)
-        await sleep(50)
-      }
       await psql(cluster, 'postgres', `DELETE FROM events WHERE label LIKE 'base %'`) // the "bad change"
 
       const window = await walWindow(archive, base, cluster.binDir)
@@ -247,10 +251,8 @@ describe('base backup, WAL archive and point-in-time recovery', () => {
     try {
       await psql(cluster, 'postgres', `INSERT INTO events (label) VALUES ('archived')`)
       await flushWalToArchive(cluster)
-      await sleep(200)
       await psql(cluster, 'postgres', `INSERT INTO events (label) VALUES ('not archived')`)
-      await sleep(200)
-      const T = new Date()
+      const T = await serverNow(cluster)
       // The database went down; its newest WAL never reached the archive.
       const { stopCluster } = await import('../../src/drivers/postgres-cluster')
       await stopCluster(cluster)

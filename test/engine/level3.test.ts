@@ -22,7 +22,6 @@ import { takeSnapshot } from '../../src/engine/snapshot'
 import { runCli, startSandbox, whoServes, type TestSandbox } from '../support/cli'
 
 const confirm = (): Promise<boolean> => Promise.resolve(true)
-const sleep = (ms: number): Promise<void> => new Promise(r => setTimeout(r, ms))
 
 let sb: TestSandbox | undefined
 afterEach(async () => {
@@ -117,13 +116,11 @@ test('(b) with WAL archiving: recovery to T keeps every commit before T and none
   const service = createService(loadConfig(sb.config), new MemoryLogger())
   await takeSnapshot(service, { safety: false })
   const url = dbUrl(service)
-  for (let i = 0; i < 5; i++) {
+  for (let i = 0; i < 5; i++)
     await pgQuery(url, `INSERT INTO users (name, email) VALUES ('before ${i}', 'before${i}@t.test')`)
-    await sleep(30)
-  }
-  await sleep(400)
-  const T = new Date()
-  await sleep(400)
+  // T from the server's clock (the one commits are stamped with), after the last 'before' commit: no sleeps.
+  const [now] = await pgQuery<{ t: Date }>(url, 'SELECT clock_timestamp() AS t')
+  const T = now!.t
   for (let i = 0; i < 5; i++)
     await pgQuery(url, `INSERT INTO users (name, email) VALUES ('after ${i}', 'after${i}@t.test')`)
   await pgQuery(url, 'DELETE FROM game_state WHERE id > 10') // the bad change, after T
