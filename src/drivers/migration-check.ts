@@ -6,7 +6,14 @@ import { Client } from 'pg'
 import { OperationError, UserError, messageOf } from '../core/errors'
 import type { Logger } from '../core/logger'
 import { type SchemaModel, type SchemaTable, compareSchemas, planDown } from '../core/migration-plan'
-import { createAlembic } from './alembic'
+import { alembicPython, createAlembic } from './alembic'
+import {
+  type AlembicDatabase,
+  databaseOfUrl,
+  describeDatabase,
+  forcedIni,
+  sameDatabase
+} from './alembic-database'
 import { runChecked } from './exec'
 import { listDownScripts, listUpScripts, runDown, runUp } from './sql-migrations'
 
@@ -43,6 +50,11 @@ export type ScratchDatabase =
 export interface CheckMigrationsOptions {
   project: CheckProject
   database: ScratchDatabase
+  /**
+   * The service's own database (its URL; sqlite:///<path> for SQLite). The check refuses to start when alembic
+   * would use it: a check must never migrate the live database.
+   */
+  live?: string
   logger?: Logger
   signal?: AbortSignal
 }
@@ -103,14 +115,58 @@ async function checkAlembic(
   scratch: Scratch,
   options: CheckMigrationsOptions
 ): Promise<MigrationCheckResult> {
-  const alembic = createAlembic({
-    projectDir: project.projectDir,
-    config: project.config,
-    alembicBin: project.alembicBin,
-    env: { [project.urlEnv ?? 'DATABASE_URL']: scratch.url },
-    logger: options.logger,
-    signal: options.signal
-  })
+  // alembic is pointed at the scratch database whatever env.py reads: a copy of alembic.ini whose sqlalchemy.url
+  // is the scratch database (a stock env.py reads that), and the URL variable too (for env.py files that read it).
+  const ini = project.config ?? 'alembic.ini'
+  const python = alembicPython(project.alembicBin)
+  const forced = await forcedIni({ projectDir: project.projectDir, ini, python }, scratch.url)
+  try {
+    const alembic = createAlembic({
+      projectDir: project.projectDir,
+      config: forced.file,
+      alembicBin: project.alembicBin,
+      env: { [project.urlEnv ?? 'DATABASE_URL']: scratch.url },
+      logger: options.logger,
+      signal: options.signal
+    })
+    refuseUnlessScratch(await alembic.database(), scratch, project, options.live)
+    return await roundTrip(alembic, scratch)
+  } finally {
+    await forced.remove()
+  }
+}
+
+/** Refuses (nothing ran) unless the database env.py would connect to is the scratch one — never the live one. */
+function refuseUnlessScratch(
+  uses: AlembicDatabase | undefined,
+  scratch: Scratch,
+  project: Extract<CheckProject, { kind: 'alembic' }>,
+  live: string | undefined
+): void {
+  const env = path.join(project.projectDir, project.config ?? 'alembic.ini')
+  const fix =
+    "make env.py take the URL from alembic's config (config.get_main_option('sqlalchemy.url'), as `alembic init` writes it) " +
+    `or from $${project.urlEnv ?? 'DATABASE_URL'}`
+  if (uses && live && sameDatabase(uses, databaseOfUrl(live, project.projectDir)))
+    throw new UserError(
+      `check-migrations refused before running anything: the env.py of ${env} connects to the live database ` +
+        `(${describeDatabase(uses)}) even when sqlalchemy.url and $${project.urlEnv ?? 'DATABASE_URL'} name a scratch ` +
+        `database — the check would migrate production. ${fix}`,
+      'bad_config'
+    )
+  if (!uses || !sameDatabase(uses, databaseOfUrl(scratch.url, project.projectDir)))
+    throw new UserError(
+      `check-migrations refused before running anything: the env.py of ${env} ` +
+        (uses ? `connects to ${describeDatabase(uses)}` : 'creates no SQLAlchemy engine') +
+        ` even when sqlalchemy.url and $${project.urlEnv ?? 'DATABASE_URL'} name the scratch database — ${fix}`,
+      'bad_config'
+    )
+}
+
+async function roundTrip(
+  alembic: ReturnType<typeof createAlembic>,
+  scratch: Scratch
+): Promise<MigrationCheckResult> {
   await alembic.preflight()
   const up = await step(
     () => alembic.upgrade('head'),
@@ -323,9 +379,11 @@ async function postgresScratch(adminUrl: string): Promise<Scratch> {
   } finally {
     await admin.end().catch(() => undefined)
   }
-  const u = new URL(adminUrl)
-  u.pathname = `/${name}`
-  const url = u.toString()
+  // postgresql://: the scheme SQLAlchemy (alembic) knows; node-postgres takes either.
+  const url = `postgresql:${adminUrl.replace(/^[a-z]+:/, '')}`.replace(
+    /^(postgresql:\/\/[^/?#]*)(\/[^?#]*)?/,
+    (_, authority: string) => `${authority}/${name}`
+  )
   return {
     url,
     dump: () => dumpPostgresSchema(url),
