@@ -2,7 +2,7 @@ import { realpathSync } from 'node:fs'
 import { chmod, mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
-import { OperationError } from '../core/errors'
+import { OperationError, UserError } from '../core/errors'
 import { type CommandResult, runCommand } from './exec'
 
 /**
@@ -222,4 +222,28 @@ export async function forcedIni(
     )
   }
   return { file, remove }
+}
+
+/**
+ * Refuses (UserError, bad_config) unless the database alembic would use — as the project's env.py decides, asked
+ * without connecting — is the configured one: a rollback must not back up one database and downgrade another.
+ * `configured.url` is database.url, or sqlite:///<absolute database.path>. Returns a one-line detail.
+ */
+export async function requireConfiguredDatabase(
+  alembic: { database(): Promise<AlembicDatabase | undefined> },
+  configured: { url: string; ini: string; key: string }
+): Promise<string> {
+  const want = databaseOfUrl(configured.url, process.cwd())
+  const uses = await alembic.database()
+  if (uses && sameDatabase(uses, want))
+    return `alembic uses ${describeDatabase(uses)}, the configured database`
+  throw new UserError(
+    `alembic would migrate ${uses ? describeDatabase(uses) : 'no database (env.py creates no SQLAlchemy engine)'} — what ` +
+      `the env.py of ${configured.ini} connects to — but backout.yml's database (${configured.key}) is ` +
+      `${describeDatabase(want)}: the rollback would back up one database and downgrade another. Nothing was changed. ` +
+      `Point both at the same database: set sqlalchemy.url in ${configured.ini} to it (the env.py \`alembic init\` ` +
+      `writes reads that), or make env.py read $DATABASE_URL (backout sets it to ${configured.key}), or correct ` +
+      `${configured.key} in backout.yml`,
+    'bad_config'
+  )
 }

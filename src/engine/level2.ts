@@ -5,6 +5,7 @@ import { OperationError, UserError, messageOf } from '../core/errors'
 import type { Logger } from '../core/logger'
 import { type DownPlan, describeDownPlan } from '../core/migration-plan'
 import { createAlembic, detectVersionMismatch, type AlembicDriver } from '../drivers/alembic'
+import { requireConfiguredDatabase } from '../drivers/alembic-database'
 import { type BackupInfo, sha256File } from '../drivers/backup-store'
 import type { ComposeRuntime } from '../drivers/compose'
 import type { Runtime } from '../drivers/runtime'
@@ -193,6 +194,9 @@ async function planDatabase(service: Service, backup: BackupInfo): Promise<Datab
   }
   if (m?.kind === 'alembic') {
     const alembic = alembicFor(db, service.log)
+    // The database env.py connects to must be the configured one (a stock env.py ignores DATABASE_URL).
+    const key = db.kind === 'postgres' ? 'database.url' : 'database.path'
+    await requireConfiguredDatabase(alembic, { url: databaseUrlFor(db), ini: m.ini, key })
     let heads: string[]
     let from: string[]
     try {
