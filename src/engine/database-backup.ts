@@ -32,6 +32,7 @@ import {
   type Cluster
 } from '../drivers/postgres-cluster'
 import * as sqlite from '../drivers/sqlite'
+import { foreignBackup } from '../drivers/sqlite-identity'
 import { discardExtraction, manifestSha, prepareExtraction, readyExtraction } from './prepared'
 import type { Service } from './service'
 
@@ -123,7 +124,7 @@ export async function captureDatabase(
   if (!db) return undefined
   try {
     return db.kind === 'sqlite'
-      ? await captureSqlite(db.path, writerDir)
+      ? await captureSqlite(db.path, writerDir, options.light)
       : await capturePostgres(service, db, writerDir, options)
   } catch (e) {
     if (!options.tolerateFailure) throw e
@@ -132,7 +133,9 @@ export async function captureDatabase(
   }
 }
 
-async function captureSqlite(dbPath: string, writerDir: string): Promise<ManifestDatabase> {
+async function captureSqlite(dbPath: string, writerDir: string, light?: boolean): Promise<ManifestDatabase> {
+  // A full snapshot stores backout's identity in a database that has none yet (core/sqlite-identity.ts).
+  if (!light) await sqlite.markSqliteIdentity(dbPath)
   const capturedAt = new Date().toISOString()
   mkdirSync(path.join(writerDir, path.dirname(SQLITE_FILE)), { recursive: true })
   const res = await sqlite.onlineBackup(dbPath, path.join(writerDir, SQLITE_FILE))
@@ -142,7 +145,8 @@ async function captureSqlite(dbPath: string, writerDir: string): Promise<Manifes
     capturedAt,
     rowCounts: res.counts,
     schemaVersion: res.schemaVersion,
-    bytes: res.size
+    bytes: res.size,
+    identity: { sqlite: res.identity }
   }
 }
 
@@ -393,6 +397,8 @@ export async function checkDatabaseBackup(
         `the SQLite backup in ${backup.id} fails integrity_check: ${check.problems.slice(0, 3).join('; ')}`,
         'backup_corrupt'
       )
+    const foreign = await foreignBackup(db, backup)
+    if (foreign) throw new UserError(foreign, 'backup_foreign')
     // The file is the one captured when it holds the rows and schema version counted at capture.
     if (m.rowCounts) {
       const counts = await sqlite.tableCounts(file)

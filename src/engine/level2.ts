@@ -20,6 +20,7 @@ import {
   withAdvisoryLock
 } from '../drivers/sql-migrations'
 import { schemaVersion as sqliteSchemaVersion } from '../drivers/sqlite'
+import { foreignBackup } from '../drivers/sqlite-identity'
 import { asSystemd, planCheckout, recordedFor, shortCommit } from './checkout'
 import { checkDatabaseBackup, restoreDatabase } from './database-backup'
 import { confirmServedBy } from './level1'
@@ -122,6 +123,8 @@ async function chooseTarget(
         `backup ${backup.id} is damaged, so it cannot be the target: ${problems.slice(0, 5).join('; ')} — pick another one (backout list)`,
         'backup_corrupt'
       )
+    const foreign = await foreignBackup(config.database, backup)
+    if (foreign) throw new UserError(foreign, 'backup_foreign')
     return { backup, skipped: [] }
   }
   const skipped: string[] = []
@@ -131,6 +134,10 @@ async function chooseTarget(
     const problems = await store.verify(backup.id)
     if (problems.length) {
       skipped.push(`${backup.id} (damaged: ${problems[0]})`)
+      continue
+    }
+    if (await foreignBackup(config.database, backup)) {
+      skipped.push(`${backup.id} (a backup of another database)`)
       continue
     }
     return { backup, skipped }
