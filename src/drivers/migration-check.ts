@@ -15,7 +15,8 @@ import {
   sameDatabase
 } from './alembic-database'
 import { runChecked } from './exec'
-import { listDownScripts, listUpScripts, runDown, runUp } from './sql-migrations'
+import { copySchema, versionsNotInFolder } from './migration-baseline'
+import { listDownScripts, listUpScripts, readAppliedVersions, runDown, runUp } from './sql-migrations'
 
 /**
  * The VBRPG runbook's prevention step as a PR check: on a scratch database, upgrade head → dump the schema →
@@ -201,9 +202,35 @@ async function checkSql(
   const previous = ups[ups.length - 2]?.version ?? 0
   const migration = String(newest.version)
   const connection = { url: scratch.url }
+  // A folder that is not the whole history starts from a copy of the live schema (read, never changed).
+  const missing = options.live?.startsWith('postgres')
+    ? await versionsNotInFolder(options.live, ups, project.table).catch((e: unknown) => {
+        options.logger?.warn(
+          `could not read the live database's ${project.table ?? 'schema_migrations'}: ${messageOf(e)}`
+        )
+        return []
+      })
+    : []
+  let baseline = ''
+  if (missing.length > 0) {
+    await copySchema(options.live as string, scratch.url, project.table)
+    const why = `versions ${missing.join(', ')} are not in ${project.migrationsDir}`
+    baseline = ` (from a copy of the live database's schema: ${why})`
+    options.logger?.info(`the scratch database starts from a copy of the live database's schema: ${why}`)
+  }
+  const applied = baseline ? await readAppliedVersions(connection, project.table) : []
   const up = await step(
-    () => runUp({ connection, scripts: ups, table: project.table }),
-    m => failed(undefined, `applying the up scripts to an empty database failed: ${m}`)
+    () => runUp({ connection, scripts: ups.filter(u => !applied.includes(u.version)), table: project.table }),
+    m =>
+      failed(
+        undefined,
+        baseline
+          ? `applying the up scripts to a copy of the live schema failed: ${m}`
+          : `applying the up scripts to an empty database failed: ${m}` +
+              (ups[0] && ups[0].version > 1
+                ? ` — if the folder does not hold every migration since the first, run the check where the live database (database.url) can be read: its schema is copied to start from`
+                : '')
+      )
   )
   if ('result' in up) return up.result
   const before = await scratch.dump()
@@ -236,7 +263,8 @@ async function checkSql(
       )
   )
   if ('result' in again) return again.result
-  return compare(migration, before, await scratch.dump())
+  const result = compare(migration, before, await scratch.dump())
+  return { ...result, message: result.message + baseline }
 }
 
 function failed(migration: string | undefined, message: string, schemaBefore?: string): MigrationCheckResult {

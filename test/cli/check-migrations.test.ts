@@ -1,9 +1,11 @@
-import { cpSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
 import { stringify as toYaml } from 'yaml'
 import { hasPostgres, startTestCluster, type TestCluster } from '../support/pg-test-cluster'
-import { runCli } from '../support/cli'
+import { loadConfig } from '../../src/drivers/config-file'
+import { pgQuery } from '../../src/drivers/database'
+import { runCli, startSandbox, type TestSandbox } from '../support/cli'
 
 /**
  * `backout check-migrations`, the VBRPG runbook's prevention step as a PR check, through the built CLI: real
@@ -123,5 +125,50 @@ pg('SQL migrations on a scratch PostgreSQL database', () => {
     ])
     expect(res.code).toBe(1)
     expect(res.stdout).toMatch(/migration 105 does not reverse/)
+  })
+})
+
+pg('the sandbox: migrations/ holds only 105, the rest of the history is in the live database', () => {
+  let sb: TestSandbox
+  beforeAll(async () => {
+    sb = await startSandbox()
+  })
+  afterAll(async () => {
+    await sb?.down()
+  })
+  const liveSchema = async (): Promise<string> => {
+    const config = loadConfig(sb.config)
+    if (config.database?.kind !== 'postgres') throw new Error('the sandbox runs on PostgreSQL here')
+    const rows = await pgQuery<{ v: string; cols: string; users: string }>(
+      config.database.url,
+      `SELECT (SELECT string_agg(version::text, ',' ORDER BY version) FROM schema_migrations) AS v,
+              (SELECT string_agg(column_name, ',' ORDER BY column_name) FROM information_schema.columns WHERE table_name = 'users') AS cols,
+              (SELECT count(*)::text FROM users) AS users`
+    )
+    return JSON.stringify(rows)
+  }
+
+  test('105 reverses, checked on a copy of the live schema; the live database is not changed, before and after a rollback', async () => {
+    const config = loadConfig(sb.config)
+    if (config.database?.kind !== 'postgres') throw new Error('the sandbox runs on PostgreSQL here')
+    const before = await liveSchema()
+    expect(before).toContain('101,102,103,104,105')
+    const res = await runCli(['--config', sb.config, 'check-migrations'])
+    expect(res.stdout).toContain('migration 105 reverses')
+    expect(res.stdout).toContain('versions 101, 102, 103, 104 are not in')
+    expect(res.code).toBe(0)
+    expect(await liveSchema()).toBe(before)
+
+    // After the rollback (105's down script on the live database) the check must not bring 105 back.
+    await pgQuery(
+      config.database.url,
+      readFileSync(path.join(sb.dir, 'migrations/rollback/105_add_user_preferences_down.sql'), 'utf8')
+    )
+    const rolledBack = await liveSchema()
+    expect(rolledBack).not.toContain('105')
+    const again = await runCli(['--config', sb.config, 'check-migrations'])
+    expect(again.stdout).toContain('migration 105 reverses')
+    expect(again.code).toBe(0)
+    expect(await liveSchema()).toBe(rolledBack)
   })
 })
