@@ -134,8 +134,9 @@ export async function captureDatabase(
 }
 
 async function captureSqlite(dbPath: string, writerDir: string, light?: boolean): Promise<ManifestDatabase> {
-  // A full snapshot stores backout's identity in a database that has none yet (core/sqlite-identity.ts).
-  if (!light) await sqlite.markSqliteIdentity(dbPath)
+  // A full snapshot stores backout's identity in a database that has none yet (core/sqlite-identity.ts); a file
+  // backout may not write to stays unmarked (the backup is then tied to it by its tables only).
+  if (!light) await sqlite.markSqliteIdentity(dbPath).catch(() => undefined)
   const capturedAt = new Date().toISOString()
   mkdirSync(path.join(writerDir, path.dirname(SQLITE_FILE)), { recursive: true })
   const res = await sqlite.onlineBackup(dbPath, path.join(writerDir, SQLITE_FILE))
