@@ -7,6 +7,8 @@ command -v nginx >/dev/null 2>&1 || need+=(nginx-light)
 command -v sqlite3 >/dev/null 2>&1 || need+=(sqlite3)
 command -v zstd >/dev/null 2>&1 || need+=(zstd)
 [ -x /usr/bin/alembic ] || need+=(alembic)
+# alembic on PostgreSQL (SQLAlchemy's default driver)
+/usr/bin/python3 -c 'import psycopg2' >/dev/null 2>&1 || need+=(python3-psycopg2)
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql-15)
 command -v strace >/dev/null 2>&1 || need+=(strace) # tests: kill a restore at every rename
 if [ "${BACKOUT_SETUP_FULL:-1}" = 1 ]; then

@@ -10,7 +10,7 @@ import type { Level, RunRecord } from '../core/run-record'
 import { timelineText } from '../core/timeline'
 import { configPath, loadConfig } from '../drivers/config-file'
 import { type CheckProject, type ScratchDatabase, checkMigrations } from '../drivers/migration-check'
-import { alembicBinFor } from '../engine/level2'
+import { alembicBinFor, databaseUrlFor } from '../engine/level2'
 import { rollbackWithEscalation } from '../engine/escalate'
 import { rollback } from '../engine/rollback'
 import type { Step } from '../engine/run-steps'
@@ -216,7 +216,7 @@ export function buildProgram(log: Logger, setExit: (code: number) => void): Comm
         (m.kind === 'sql' || db.kind === 'postgres') && adminUrl
           ? { kind: 'postgres', adminUrl }
           : { kind: 'sqlite' }
-      const result = await checkMigrations({ project, database, logger: log })
+      const result = await checkMigrations({ project, database, live: databaseUrlFor(db), logger: log })
       out().result([result.message, ...result.differences.map(d => `  ${d}`)].join('\n'), result)
       if (!result.ok) setExit(EXIT.failed)
     })

@@ -1,5 +1,6 @@
 import { createHash, createHmac, timingSafeEqual } from 'node:crypto'
 import stableStringify from 'fast-json-stable-stringify'
+import type { SqliteIdentity } from './sqlite-identity'
 
 /** manifest.json: the size and sha256 of every file of a backup, written last. */
 export const MANIFEST_SCHEMA = 'backout.manifest/v1'
@@ -89,7 +90,13 @@ export interface ManifestDatabase {
    * identifier (initdb's, kept by physical backups and restores) and the dump's own header: which database, when
    * pg_dump wrote it, and the sha256 of its table of contents (toc.dat).
    */
-  identity?: { systemIdentifier?: string; database?: string; dumpTocSha256?: string }
+  identity?: {
+    systemIdentifier?: string
+    database?: string
+    dumpTocSha256?: string
+    /** SQLite: the file's path, application_id (backout's identity), tables and schema (see sqlite-identity.ts). */
+    sqlite?: SqliteIdentity
+  }
   /** Why part of the capture is missing (a base backup skipped, a safety capture that failed). */
   notes?: string[]
   /** Set when the capture failed (only tolerated for a safety backup of a broken database). */

@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs'
 import path from 'node:path'
 import { OperationError, UserError } from '../core/errors'
 import type { Logger } from '../core/logger'
+import { type AlembicDatabase, alembicDatabase } from './alembic-database'
 import { type CommandResult, runCommand } from './exec'
 
 /**
@@ -56,6 +57,8 @@ export interface AlembicDriver {
   downgradeSql(from: string, to: DowngradeTarget): Promise<string>
   /** Refuses (UserError) when the project has several heads; returns heads and current. */
   preflight(): Promise<{ heads: string[]; current: string[] }>
+  /** The database the project's env.py connects to with these options (found without connecting). */
+  database(): Promise<AlembicDatabase | undefined>
 }
 
 export const DEFAULT_ALEMBIC = '/usr/bin/alembic'
@@ -119,8 +122,18 @@ with EnvironmentContext(cfg, script, fn=fn, dont_mutate=True):
 print("BACKOUT_ALEMBIC_CURRENT=" + json.dumps(list(out)))
 `
 
+/** The alembic executable: the one given, else $BACKOUT_ALEMBIC, else /usr/bin/alembic. */
+export function alembicExecutable(alembicBin?: string): string {
+  return alembicBin ?? process.env.BACKOUT_ALEMBIC ?? DEFAULT_ALEMBIC
+}
+
+/** The Python that runs an alembic executable: its `#!` line's, else /usr/bin/python3. */
+export function alembicPython(alembicBin?: string): string {
+  return shebangPython(alembicExecutable(alembicBin)) ?? '/usr/bin/python3'
+}
+
 export function createAlembic(options: AlembicOptions): AlembicDriver {
-  const bin = options.alembicBin ?? process.env.BACKOUT_ALEMBIC ?? DEFAULT_ALEMBIC
+  const bin = alembicExecutable(options.alembicBin)
   const ini = options.config ?? 'alembic.ini'
   const cwd = options.projectDir
   const env = { ...process.env, PYTHONDONTWRITEBYTECODE: '1', ...options.env }
@@ -143,8 +156,9 @@ export function createAlembic(options: AlembicOptions): AlembicDriver {
     return res.stdout
   }
 
+  const python = options.python ?? alembicPython(bin)
+
   async function rawCurrent(): Promise<string[]> {
-    const python = options.python ?? shebangPython(bin) ?? '/usr/bin/python3'
     const res = await runCommand([python, '-c', RAW_CURRENT_PY, ini], { cwd, env, signal: options.signal })
     const line = res.stdout.split('\n').find(l => l.startsWith('BACKOUT_ALEMBIC_CURRENT='))
     if (res.code !== 0 || !line)
@@ -366,7 +380,10 @@ export function createAlembic(options: AlembicOptions): AlembicDriver {
     return { heads: hs, current: await current() }
   }
 
-  return { current, heads, history, resolveDowngrade, downgrade, upgrade, downgradeSql, preflight }
+  const database = (): Promise<AlembicDatabase | undefined> =>
+    alembicDatabase({ projectDir: cwd, ini, python, env, signal: options.signal })
+
+  return { current, heads, history, resolveDowngrade, downgrade, upgrade, downgradeSql, preflight, database }
 }
 
 function fmt(revs: readonly string[]): string {

@@ -5,10 +5,18 @@ import path from 'node:path'
 import { Client } from 'pg'
 import { OperationError, UserError, messageOf } from '../core/errors'
 import type { Logger } from '../core/logger'
-import { type SchemaModel, type SchemaTable, compareSchemas, planDown } from '../core/migration-plan'
-import { createAlembic } from './alembic'
-import { runChecked } from './exec'
-import { listDownScripts, listUpScripts, runDown, runUp } from './sql-migrations'
+import { type SchemaModel, compareSchemas, planDown } from '../core/migration-plan'
+import { alembicPython, createAlembic } from './alembic'
+import {
+  type AlembicDatabase,
+  databaseOfUrl,
+  describeDatabase,
+  forcedIni,
+  sameDatabase
+} from './alembic-database'
+import { copySchema, versionsNotInFolder } from './migration-baseline'
+import { dumpPostgresSchema, dumpSqliteSchema } from './schema-dump'
+import { listDownScripts, listUpScripts, readAppliedVersions, runDown, runUp } from './sql-migrations'
 
 /**
  * The VBRPG runbook's prevention step as a PR check: on a scratch database, upgrade head → dump the schema →
@@ -43,6 +51,11 @@ export type ScratchDatabase =
 export interface CheckMigrationsOptions {
   project: CheckProject
   database: ScratchDatabase
+  /**
+   * The service's own database (its URL; sqlite:///<path> for SQLite). The check refuses to start when alembic
+   * would use it: a check must never migrate the live database.
+   */
+  live?: string
   logger?: Logger
   signal?: AbortSignal
 }
@@ -103,14 +116,58 @@ async function checkAlembic(
   scratch: Scratch,
   options: CheckMigrationsOptions
 ): Promise<MigrationCheckResult> {
-  const alembic = createAlembic({
-    projectDir: project.projectDir,
-    config: project.config,
-    alembicBin: project.alembicBin,
-    env: { [project.urlEnv ?? 'DATABASE_URL']: scratch.url },
-    logger: options.logger,
-    signal: options.signal
-  })
+  // alembic is pointed at the scratch database whatever env.py reads: a copy of alembic.ini whose sqlalchemy.url
+  // is the scratch database (a stock env.py reads that), and the URL variable too (for env.py files that read it).
+  const ini = project.config ?? 'alembic.ini'
+  const python = alembicPython(project.alembicBin)
+  const forced = await forcedIni({ projectDir: project.projectDir, ini, python }, scratch.url)
+  try {
+    const alembic = createAlembic({
+      projectDir: project.projectDir,
+      config: forced.file,
+      alembicBin: project.alembicBin,
+      env: { [project.urlEnv ?? 'DATABASE_URL']: scratch.url },
+      logger: options.logger,
+      signal: options.signal
+    })
+    refuseUnlessScratch(await alembic.database(), scratch, project, options.live)
+    return await roundTrip(alembic, scratch)
+  } finally {
+    await forced.remove()
+  }
+}
+
+/** Refuses (nothing ran) unless the database env.py would connect to is the scratch one — never the live one. */
+function refuseUnlessScratch(
+  uses: AlembicDatabase | undefined,
+  scratch: Scratch,
+  project: Extract<CheckProject, { kind: 'alembic' }>,
+  live: string | undefined
+): void {
+  const env = path.join(project.projectDir, project.config ?? 'alembic.ini')
+  const fix =
+    "make env.py take the URL from alembic's config (config.get_main_option('sqlalchemy.url'), as `alembic init` writes it) " +
+    `or from $${project.urlEnv ?? 'DATABASE_URL'}`
+  if (uses && live && sameDatabase(uses, databaseOfUrl(live, project.projectDir)))
+    throw new UserError(
+      `check-migrations refused before running anything: the env.py of ${env} connects to the live database ` +
+        `(${describeDatabase(uses)}) even when sqlalchemy.url and $${project.urlEnv ?? 'DATABASE_URL'} name a scratch ` +
+        `database — the check would migrate production. ${fix}`,
+      'bad_config'
+    )
+  if (!uses || !sameDatabase(uses, databaseOfUrl(scratch.url, project.projectDir)))
+    throw new UserError(
+      `check-migrations refused before running anything: the env.py of ${env} ` +
+        (uses ? `connects to ${describeDatabase(uses)}` : 'creates no SQLAlchemy engine') +
+        ` even when sqlalchemy.url and $${project.urlEnv ?? 'DATABASE_URL'} name the scratch database — ${fix}`,
+      'bad_config'
+    )
+}
+
+async function roundTrip(
+  alembic: ReturnType<typeof createAlembic>,
+  scratch: Scratch
+): Promise<MigrationCheckResult> {
   await alembic.preflight()
   const up = await step(
     () => alembic.upgrade('head'),
@@ -145,9 +202,35 @@ async function checkSql(
   const previous = ups[ups.length - 2]?.version ?? 0
   const migration = String(newest.version)
   const connection = { url: scratch.url }
+  // A folder that is not the whole history starts from a copy of the live schema (read, never changed).
+  const missing = options.live?.startsWith('postgres')
+    ? await versionsNotInFolder(options.live, ups, project.table).catch((e: unknown) => {
+        options.logger?.warn(
+          `could not read the live database's ${project.table ?? 'schema_migrations'}: ${messageOf(e)}`
+        )
+        return []
+      })
+    : []
+  let baseline = ''
+  if (missing.length > 0) {
+    await copySchema(options.live as string, scratch.url, project.table)
+    const why = `versions ${missing.join(', ')} are not in ${project.migrationsDir}`
+    baseline = ` (from a copy of the live database's schema: ${why})`
+    options.logger?.info(`the scratch database starts from a copy of the live database's schema: ${why}`)
+  }
+  const applied = baseline ? await readAppliedVersions(connection, project.table) : []
   const up = await step(
-    () => runUp({ connection, scripts: ups, table: project.table }),
-    m => failed(undefined, `applying the up scripts to an empty database failed: ${m}`)
+    () => runUp({ connection, scripts: ups.filter(u => !applied.includes(u.version)), table: project.table }),
+    m =>
+      failed(
+        undefined,
+        baseline
+          ? `applying the up scripts to a copy of the live schema failed: ${m}`
+          : `applying the up scripts to an empty database failed: ${m}` +
+              (ups[0] && ups[0].version > 1
+                ? ` — if the folder does not hold every migration since the first, run the check where the live database (database.url) can be read: its schema is copied to start from`
+                : '')
+      )
   )
   if ('result' in up) return up.result
   const before = await scratch.dump()
@@ -180,7 +263,8 @@ async function checkSql(
       )
   )
   if ('result' in again) return again.result
-  return compare(migration, before, await scratch.dump())
+  const result = compare(migration, before, await scratch.dump())
+  return { ...result, message: result.message + baseline }
 }
 
 function failed(migration: string | undefined, message: string, schemaBefore?: string): MigrationCheckResult {
@@ -219,94 +303,6 @@ function sqliteScratch(): Scratch {
   }
 }
 
-async function sqliteJson<T>(file: string, sql: string): Promise<T[]> {
-  const res = await runChecked(['sqlite3', '-readonly', '-json', file, sql])
-  const text = res.stdout.trim()
-  return text ? (JSON.parse(text) as T[]) : []
-}
-
-/** A SQLite file's schema: `.schema` text for people, and a model (from the pragmas) to compare. */
-export async function dumpSqliteSchema(file: string): Promise<{ model: SchemaModel; text: string }> {
-  const text = (await runChecked(['sqlite3', '-readonly', file, '.schema'])).stdout
-  const tables = new Map<string, SchemaTable>()
-  const table = (name: string): SchemaTable => {
-    let t = tables.get(name)
-    if (!t) tables.set(name, (t = { name, columns: [], indexes: [], constraints: [] }))
-    return t
-  }
-  const userTables = `FROM sqlite_master m WHERE m.type = 'table' AND m.name NOT LIKE 'sqlite_%'`
-  const cols = await sqliteJson<{
-    tbl: string
-    name: string
-    type: string
-    nn: number
-    dflt: string | null
-    pk: number
-  }>(
-    file,
-    `SELECT m.name AS tbl, p.name, p.type, p."notnull" AS nn, p.dflt_value AS dflt, p.pk
-       FROM sqlite_master m JOIN pragma_table_info(m.name) p
-      WHERE m.type = 'table' AND m.name NOT LIKE 'sqlite_%' ORDER BY m.name, p.cid`
-  )
-  for (const c of cols)
-    table(c.tbl).columns.push({
-      name: c.name,
-      type: c.type.toUpperCase(),
-      notNull: c.nn === 1,
-      default: c.dflt,
-      primaryKey: c.pk > 0
-    })
-  const idx = await sqliteJson<{
-    tbl: string
-    name: string
-    uniq: number
-    origin: string
-    cols: string | null
-  }>(
-    file,
-    `SELECT m.name AS tbl, il.name, il."unique" AS uniq, il.origin,
-            (SELECT group_concat(name, ',') FROM (SELECT name FROM pragma_index_info(il.name) ORDER BY seqno)) AS cols
-       FROM sqlite_master m JOIN pragma_index_list(m.name) il
-      WHERE m.type = 'table' AND m.name NOT LIKE 'sqlite_%'`
-  )
-  for (const i of idx)
-    table(i.tbl).indexes.push({
-      name: i.name.startsWith('sqlite_autoindex_') ? '' : i.name,
-      definition: `${i.uniq ? 'UNIQUE ' : ''}(${i.cols ?? ''})${i.origin === 'c' ? '' : ` from ${i.origin === 'pk' ? 'PRIMARY KEY' : 'UNIQUE constraint'}`}`
-    })
-  const fks = await sqliteJson<{
-    tbl: string
-    id: number
-    ref: string
-    src: string
-    dst: string | null
-    upd: string
-    del: string
-  }>(
-    file,
-    `SELECT m.name AS tbl, f.id, f."table" AS ref, f."from" AS src, f."to" AS dst, f.on_update AS upd, f.on_delete AS del
-       FROM sqlite_master m JOIN pragma_foreign_key_list(m.name) f
-      WHERE m.type = 'table' AND m.name NOT LIKE 'sqlite_%' ORDER BY m.name, f.id, f.seq`
-  )
-  const grouped = new Map<
-    string,
-    { tbl: string; ref: string; src: string[]; dst: string[]; upd: string; del: string }
-  >()
-  for (const f of fks) {
-    const key = `${f.tbl}\u0000${f.id}`
-    const g = grouped.get(key) ?? { tbl: f.tbl, ref: f.ref, src: [], dst: [], upd: f.upd, del: f.del }
-    g.src.push(f.src)
-    g.dst.push(f.dst ?? '')
-    grouped.set(key, g)
-  }
-  for (const g of grouped.values())
-    table(g.tbl).constraints.push(
-      `FOREIGN KEY (${g.src.join(', ')}) REFERENCES ${g.ref} (${g.dst.join(', ')}) ON UPDATE ${g.upd} ON DELETE ${g.del}`
-    )
-  for (const { name } of await sqliteJson<{ name: string }>(file, `SELECT m.name ${userTables}`)) table(name)
-  return { model: { tables: [...tables.values()] }, text }
-}
-
 // ---------------------------------------------------------------------------------------------------------
 // PostgreSQL
 
@@ -323,9 +319,11 @@ async function postgresScratch(adminUrl: string): Promise<Scratch> {
   } finally {
     await admin.end().catch(() => undefined)
   }
-  const u = new URL(adminUrl)
-  u.pathname = `/${name}`
-  const url = u.toString()
+  // postgresql://: the scheme SQLAlchemy (alembic) knows; node-postgres takes either.
+  const url = `postgresql:${adminUrl.replace(/^[a-z]+:/, '')}`.replace(
+    /^(postgresql:\/\/[^/?#]*)(\/[^?#]*)?/,
+    (_, authority: string) => `${authority}/${name}`
+  )
   return {
     url,
     dump: () => dumpPostgresSchema(url),
@@ -339,86 +337,4 @@ async function postgresScratch(adminUrl: string): Promise<Scratch> {
       }
     }
   }
-}
-
-/** A PostgreSQL schema from the catalogs: columns, indexes and constraints of its tables. */
-export async function dumpPostgresSchema(
-  url: string,
-  schema = 'public'
-): Promise<{ model: SchemaModel; text: string }> {
-  const client = new Client({ connectionString: url })
-  await client.connect()
-  try {
-    const tables = new Map<string, SchemaTable>()
-    const table = (name: string): SchemaTable => {
-      let t = tables.get(name)
-      if (!t) tables.set(name, (t = { name, columns: [], indexes: [], constraints: [] }))
-      return t
-    }
-    const cols = await client.query<{
-      tbl: string
-      name: string
-      type: string
-      nn: boolean
-      dflt: string | null
-    }>(
-      `SELECT cl.relname AS tbl, a.attname AS name, format_type(a.atttypid, a.atttypmod) AS type, a.attnotnull AS nn,
-              pg_get_expr(d.adbin, d.adrelid) AS dflt
-         FROM pg_class cl
-         JOIN pg_namespace n ON n.oid = cl.relnamespace
-         JOIN pg_attribute a ON a.attrelid = cl.oid AND a.attnum > 0 AND NOT a.attisdropped
-         LEFT JOIN pg_attrdef d ON d.adrelid = cl.oid AND d.adnum = a.attnum
-        WHERE n.nspname = $1 AND cl.relkind IN ('r', 'p')
-        ORDER BY cl.relname, a.attnum`,
-      [schema]
-    )
-    const pk = await client.query<{ tbl: string; name: string }>(
-      `SELECT cl.relname AS tbl, a.attname AS name
-         FROM pg_index i JOIN pg_class cl ON cl.oid = i.indrelid JOIN pg_namespace n ON n.oid = cl.relnamespace
-         JOIN pg_attribute a ON a.attrelid = cl.oid AND a.attnum = ANY (i.indkey)
-        WHERE i.indisprimary AND n.nspname = $1`,
-      [schema]
-    )
-    const pkSet = new Set(pk.rows.map(r => `${r.tbl}.${r.name}`))
-    for (const c of cols.rows)
-      table(c.tbl).columns.push({
-        name: c.name,
-        type: c.type,
-        notNull: c.nn,
-        default: c.dflt,
-        primaryKey: pkSet.has(`${c.tbl}.${c.name}`)
-      })
-    const idx = await client.query<{ tbl: string; name: string; def: string }>(
-      `SELECT tablename AS tbl, indexname AS name, indexdef AS def FROM pg_indexes WHERE schemaname = $1`,
-      [schema]
-    )
-    for (const i of idx.rows) table(i.tbl).indexes.push({ name: i.name, definition: i.def })
-    const cons = await client.query<{ tbl: string; name: string; def: string }>(
-      `SELECT cl.relname AS tbl, c.conname AS name, pg_get_constraintdef(c.oid) AS def
-         FROM pg_constraint c JOIN pg_class cl ON cl.oid = c.conrelid JOIN pg_namespace n ON n.oid = c.connamespace
-        WHERE n.nspname = $1`,
-      [schema]
-    )
-    for (const c of cons.rows) table(c.tbl).constraints.push(`${c.name} ${c.def}`)
-    const model = { tables: [...tables.values()].sort((a, b) => a.name.localeCompare(b.name)) }
-    return { model, text: renderSchema(model) }
-  } finally {
-    await client.end().catch(() => undefined)
-  }
-}
-
-function renderSchema(model: SchemaModel): string {
-  return model.tables
-    .map(t =>
-      [
-        `TABLE ${t.name}`,
-        ...t.columns.map(
-          c =>
-            `  ${c.name} ${c.type}${c.notNull ? ' NOT NULL' : ''}${c.default !== null ? ` DEFAULT ${c.default}` : ''}${c.primaryKey ? ' PRIMARY KEY' : ''}`
-        ),
-        ...t.constraints.map(c => `  CONSTRAINT ${c}`),
-        ...t.indexes.map(i => `  ${i.definition}`)
-      ].join('\n')
-    )
-    .join('\n')
 }

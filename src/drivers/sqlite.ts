@@ -1,9 +1,11 @@
+import { createHash, randomInt } from 'node:crypto'
 import { copyFile, open, rename, rm } from 'node:fs/promises'
-import { existsSync, statSync } from 'node:fs'
+import { existsSync, realpathSync, statSync } from 'node:fs'
 import path from 'node:path'
 import { OperationError, UserError } from '../core/errors'
 import type { Logger } from '../core/logger'
 import { formatBackupId } from '../core/run-record'
+import { type SqliteIdentity, backoutId } from '../core/sqlite-identity'
 import { sha256File } from './archive'
 import { runCommand } from './exec'
 import { unusedFileName } from './paths'
@@ -104,6 +106,45 @@ export async function schemaVersion(dbPath: string): Promise<string | undefined>
   return undefined
 }
 
+function absolutePath(p: string): string {
+  try {
+    return realpathSync(p)
+  } catch {
+    return path.resolve(p)
+  }
+}
+
+/** A database file's identity; `recordAs` is the path to record (the live path when reading a fresh backup). */
+export async function readSqliteIdentity(file: string, recordAs = file): Promise<SqliteIdentity> {
+  const [app] = await sqliteJson<{ application_id: number }>(file, 'PRAGMA application_id')
+  const rows = await sqliteJson<{ type: string; name: string; tbl: string; sql: string | null }>(
+    file,
+    "SELECT type, name, tbl_name AS tbl, sql FROM sqlite_schema WHERE name NOT LIKE 'sqlite\\_%' ESCAPE '\\' ORDER BY type, name"
+  )
+  const schema = rows.map(r => [r.type, r.name, r.tbl, r.sql ?? ''].join('\u0000')).join('\u0001')
+  return {
+    path: absolutePath(recordAs),
+    applicationId: (app?.application_id ?? 0) >>> 0,
+    tables: rows.filter(r => r.type === 'table').map(r => r.name),
+    schemaSha256: createHash('sha256').update(schema).digest('hex')
+  }
+}
+
+/**
+ * Stores a random backout identity in PRAGMA application_id when it is 0 (unused): the first full snapshot of a
+ * database does this, once. An application_id already set (backout's, or the application's own) is kept. Returns it.
+ */
+export async function markSqliteIdentity(dbPath: string): Promise<number> {
+  const [app] = await sqliteJson<{ application_id: number }>(dbPath, 'PRAGMA application_id')
+  const current = (app?.application_id ?? 0) >>> 0
+  if (current !== 0) return current
+  const id = backoutId(randomInt(1, 0x1000000))
+  // Signed, as SQLite stores it.
+  await sqliteJson(dbPath, `PRAGMA application_id = ${id | 0}`)
+  const [after] = await sqliteJson<{ application_id: number }>(dbPath, 'PRAGMA application_id')
+  return (after?.application_id ?? 0) >>> 0
+}
+
 async function fsyncFile(file: string): Promise<void> {
   const fh = await open(file, 'r')
   try {
@@ -114,6 +155,8 @@ async function fsyncFile(file: string): Promise<void> {
 }
 
 export interface SqliteBackupResult {
+  /** The identity of the database backed up, read from the copy (see core/sqlite-identity.ts). */
+  identity: SqliteIdentity
   file: string
   size: number
   sha256: string
@@ -162,6 +205,7 @@ export async function onlineBackup(dbPath: string, outFile: string): Promise<Sql
     await rm(tmp, { force: true })
   }
   return {
+    identity: await readSqliteIdentity(outFile, dbPath),
     file: outFile,
     size: statSync(outFile).size,
     sha256: await sha256File(outFile),

@@ -36,6 +36,7 @@ import { listClusterDatabases } from '../drivers/postgres/cluster-contents'
 import { readSwapJournal } from '../drivers/postgres/restore-swap'
 import { dataDirTimeline } from '../drivers/postgres/timelines'
 import * as sqlite from '../drivers/sqlite'
+import { foreignBackup } from '../drivers/sqlite-identity'
 import { discardExtraction, manifestSha, prepareExtraction, readyExtraction } from './prepared'
 import { decidedRestorePath, decideRestorePath, restorePathText, type RestorePath } from './restore-path'
 import type { Service } from './service'
@@ -151,7 +152,7 @@ export async function captureDatabase(
   if (!db) return undefined
   try {
     return db.kind === 'sqlite'
-      ? await captureSqlite(db.path, writerDir)
+      ? await captureSqlite(db.path, writerDir, options.light)
       : await capturePostgres(service, db, writerDir, options)
   } catch (e) {
     if (!options.tolerateFailure) throw e
@@ -160,7 +161,10 @@ export async function captureDatabase(
   }
 }
 
-async function captureSqlite(dbPath: string, writerDir: string): Promise<ManifestDatabase> {
+async function captureSqlite(dbPath: string, writerDir: string, light?: boolean): Promise<ManifestDatabase> {
+  // A full snapshot stores backout's identity in a database that has none yet (core/sqlite-identity.ts); a file
+  // backout may not write to stays unmarked (the backup is then tied to it by its tables only).
+  if (!light) await sqlite.markSqliteIdentity(dbPath).catch(() => undefined)
   const capturedAt = new Date().toISOString()
   mkdirSync(path.join(writerDir, path.dirname(SQLITE_FILE)), { recursive: true })
   const res = await sqlite.onlineBackup(dbPath, path.join(writerDir, SQLITE_FILE))
@@ -170,7 +174,8 @@ async function captureSqlite(dbPath: string, writerDir: string): Promise<Manifes
     capturedAt,
     rowCounts: res.counts,
     schemaVersion: res.schemaVersion,
-    bytes: res.size
+    bytes: res.size,
+    identity: { sqlite: res.identity }
   }
 }
 
@@ -445,6 +450,8 @@ export async function checkDatabaseBackup(
         `the SQLite backup in ${backup.id} fails integrity_check: ${check.problems.slice(0, 3).join('; ')}`,
         'backup_corrupt'
       )
+    const foreign = await foreignBackup(db, backup)
+    if (foreign) throw new UserError(foreign, 'backup_foreign')
     // The file is the one captured when it holds the rows and schema version counted at capture.
     if (m.rowCounts) {
       const counts = await sqlite.tableCounts(file)

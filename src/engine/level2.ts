@@ -5,6 +5,7 @@ import { OperationError, UserError, messageOf } from '../core/errors'
 import type { Logger } from '../core/logger'
 import { type DownPlan, describeDownPlan } from '../core/migration-plan'
 import { createAlembic, detectVersionMismatch, type AlembicDriver } from '../drivers/alembic'
+import { requireConfiguredDatabase } from '../drivers/alembic-database'
 import { type BackupInfo, sha256File } from '../drivers/backup-store'
 import type { ComposeRuntime } from '../drivers/compose'
 import type { Runtime } from '../drivers/runtime'
@@ -19,6 +20,7 @@ import {
   withAdvisoryLock
 } from '../drivers/sql-migrations'
 import { schemaVersion as sqliteSchemaVersion } from '../drivers/sqlite'
+import { foreignBackup } from '../drivers/sqlite-identity'
 import { asSystemd, planCheckout, recordedFor, shortCommit } from './checkout'
 import { checkDatabaseBackup, restoreDatabase } from './database-backup'
 import { confirmServedBy } from './level1'
@@ -121,6 +123,8 @@ async function chooseTarget(
         `backup ${backup.id} is damaged, so it cannot be the target: ${problems.slice(0, 5).join('; ')} — pick another one (backout list)`,
         'backup_corrupt'
       )
+    const foreign = await foreignBackup(config.database, backup)
+    if (foreign) throw new UserError(foreign, 'backup_foreign')
     return { backup, skipped: [] }
   }
   const skipped: string[] = []
@@ -130,6 +134,10 @@ async function chooseTarget(
     const problems = await store.verify(backup.id)
     if (problems.length) {
       skipped.push(`${backup.id} (damaged: ${problems[0]})`)
+      continue
+    }
+    if (await foreignBackup(config.database, backup)) {
+      skipped.push(`${backup.id} (a backup of another database)`)
       continue
     }
     return { backup, skipped }
@@ -193,6 +201,9 @@ async function planDatabase(service: Service, backup: BackupInfo): Promise<Datab
   }
   if (m?.kind === 'alembic') {
     const alembic = alembicFor(db, service.log)
+    // The database env.py connects to must be the configured one (a stock env.py ignores DATABASE_URL).
+    const key = db.kind === 'postgres' ? 'database.url' : 'database.path'
+    await requireConfiguredDatabase(alembic, { url: databaseUrlFor(db), ini: m.ini, key })
     let heads: string[]
     let from: string[]
     try {

@@ -34,6 +34,7 @@ import { activeColor, targetReady, type Service } from './service'
 import { configEntryPath, estimateSnapshotBytes, takeSnapshot } from './snapshot'
 import { sleep } from '../drivers/sleep'
 import { unusedPath } from '../drivers/paths'
+import { foreignBackup } from '../drivers/sqlite-identity'
 import { discardExtraction, manifestSha, prepareExtraction, readyExtraction } from './prepared'
 
 /**
@@ -191,7 +192,13 @@ export const level3Steps: LevelSteps = (service, record, req) => {
           req.target ?? (interrupted && interrupted.toTime === req.toTime ? interrupted.backupId : undefined)
         if (id) backup = store.get(id)
         else {
-          backup = store.list().find(b => b.manifest.kind === 'snapshot')
+          // The newest snapshot — of this database (a SQLite backup of another one is never picked).
+          backup = undefined
+          for (const b of store.list())
+            if (b.manifest.kind === 'snapshot' && !(await foreignBackup(config.database, b))) {
+              backup = b
+              break
+            }
           if (!backup)
             throw new UserError(
               `there is no snapshot in ${config.backups.dir} to recover to — Level 3 needs one (backout snapshot takes one; ` +
