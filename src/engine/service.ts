@@ -2,6 +2,7 @@ import path from 'node:path'
 import type { Color, Config } from '../core/config'
 import type { Logger } from '../core/logger'
 import { BackupStore } from '../drivers/backup-store'
+import { expandedSecrets } from '../drivers/config-file'
 import { field, probe, type HttpProbe } from '../drivers/http'
 import { createNginx, type Nginx } from '../drivers/nginx'
 import { createRuntime, type Runtime } from '../drivers/runtime'
@@ -16,7 +17,7 @@ export interface Service {
 }
 
 export function createService(config: Config, log: Logger): Service {
-  for (const secret of secretsOf(config)) log.mask(secret)
+  for (const secret of [...secretsOf(config), ...expandedSecrets(config)]) log.mask(secret)
   return {
     config,
     nginx: createNginx(config.nginx),
