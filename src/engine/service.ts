@@ -22,10 +22,11 @@ export function createService(config: Config, log: Logger): Service {
     config,
     nginx: createNginx(config.nginx),
     runtime: createRuntime(config, path.join(config.state.dir, 'logs')),
-    store: new BackupStore(config.backups.dir, {
-      key: config.backups.sealKey,
-      file: path.join(config.state.dir, 'seal.key')
-    }),
+    store: new BackupStore(
+      config.backups.dir,
+      { key: config.backups.sealKey, file: path.join(config.state.dir, 'seal.key') },
+      config.service
+    ),
     log
   }
 }
