@@ -401,7 +401,7 @@ export function buildProgram(log: Logger, setExit: (code: number) => void): Comm
       const backups = service.store.list()
       for (const d of service.store.unreadable())
         log.warn(
-          `${d.id} is not listed: its ${d.why} — it cannot be verified or restored; remove it when you no longer need it`
+          `${d.id} is not listed: its ${d.why} — it is never a target nor counted by retention; remove it if you do not need it`
         )
       const now = Date.now()
       const windows = await Promise.all(

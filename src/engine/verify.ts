@@ -30,7 +30,10 @@ export async function verifyBackup(
   const problems = await service.store.verify(id)
   const checks = [
     ...(backup.manifest.seal && !problems.some(p => p.startsWith('manifest.json:'))
-      ? [`manifest.json: sealed with key ${backup.manifest.seal.keyId}, seal matches`]
+      ? [
+          `manifest.json: sealed with key ${backup.manifest.seal.keyId}, seal matches (it covers id ${backup.manifest.id}, ` +
+            `service ${backup.manifest.service}, taken on ${backup.manifest.host ?? '?'})`
+        ]
       : []),
     `checksums: ${backup.manifest.files.length} files${problems.length ? '' : ', every sha256 matches'}`
   ]
