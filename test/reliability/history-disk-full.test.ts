@@ -105,5 +105,7 @@ test('a full disk after a successful Level 1: exit 0, a warning, and not half a 
   const r = historyReport(lines)
   expect(r.total).toBe(3)
   expect(r.unparsedLines).toBe(1)
-  expect(lines.at(-1)).toMatch(/^\[\d{4}-\d\d-\d\d [\d:]{8}\] LEVEL=1 .* STATUS=(success|refused) REASON="room again/)
+  expect(lines.at(-1)).toMatch(
+    /^\[\d{4}-\d\d-\d\d [\d:]{8}\] LEVEL=1 .* STATUS=(success|refused) REASON="room again/
+  )
 }, 180_000)
