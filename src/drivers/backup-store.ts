@@ -13,6 +13,7 @@ import {
 import { hostname } from 'node:os'
 import path from 'node:path'
 import { UserError } from '../core/errors'
+import { sanitizeLine } from '../core/sanitize'
 import { sha256File } from './archive'
 import {
   type Manifest,
@@ -237,7 +238,7 @@ export class BackupStore {
     if (m.id !== info.id)
       return `manifest.json: says it is backup ${m.id}, but it is in ${info.dir} — a backup copied under another id; ${accept}`
     if (this.service !== undefined && m.service !== this.service)
-      return `manifest.json: a backup of service ${m.service}, not ${this.service}; ${accept}`
+      return `manifest.json: a backup of service ${sanitizeLine(m.service).slice(0, 64)}, not ${this.service}; ${accept}`
     return this.sealSource ? sealProblem(m, this.sealKey(false)) : undefined
   }
 
