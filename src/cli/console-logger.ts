@@ -1,5 +1,6 @@
 import type { Logger } from '../core/logger'
 import { maskSecrets } from '../core/logger'
+import { sanitizeText } from '../core/sanitize'
 
 /** The CLI's Logger: human lines on stderr (stdout stays for results and --json), groups indented. */
 export class ConsoleLogger implements Logger {
@@ -13,7 +14,7 @@ export class ConsoleLogger implements Logger {
   ) {}
   private write(prefix: string, message: string): void {
     const indent = '  '.repeat(this.depth)
-    const text = maskSecrets(message, this.secrets)
+    const text = sanitizeText(maskSecrets(message, this.secrets))
     this.out.write(
       text
         .split('\n')

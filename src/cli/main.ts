@@ -4,8 +4,9 @@ import { createInterface } from 'node:readline/promises'
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander'
 import type { Config } from '../core/config'
 import { EXIT, OperationError, UserError, exitCodeFor, messageOf, reasonCodeFor } from '../core/errors'
-import { historyMarkdown, historyReport } from '../core/history'
+import { historyMarkdown, historyReport, historyReportText } from '../core/history'
 import type { Logger } from '../core/logger'
+import { sanitizeLine } from '../core/sanitize'
 import type { Level, RunRecord } from '../core/run-record'
 import { timelineText } from '../core/timeline'
 import { configPath, loadConfig } from '../drivers/config-file'
@@ -400,7 +401,7 @@ export function buildProgram(log: Logger, setExit: (code: number) => void): Comm
       const backups = service.store.list()
       for (const d of service.store.unreadable())
         log.warn(
-          `${d.id} is not listed: its ${d.why} — it cannot be verified or restored; remove it when you no longer need it`
+          `${d.id} is not listed: its ${d.why} — it is never a target nor counted by retention; remove it if you do not need it`
         )
       const now = Date.now()
       const windows = await Promise.all(
@@ -510,18 +511,12 @@ export function buildProgram(log: Logger, setExit: (code: number) => void): Comm
         : []
       if (o.format === 'markdown') return out().result(historyMarkdown(lines), { lines })
       if (!o.report)
-        return out().result(lines.join('\n') || `no rollbacks yet (${config.history.log})`, { lines })
+        return out().result(
+          lines.map(sanitizeLine).join('\n') || `no rollbacks yet (${config.history.log})`,
+          { lines }
+        )
       const r = historyReport(lines)
-      out().result(
-        [
-          `Rollbacks: ${r.total}`,
-          ...Object.entries(r.byLevel).map(([k, v]) => `  ${v} ${k}`),
-          `Average: ${r.meanDurationSeconds.toFixed(1)} seconds`,
-          `Success rate: ${r.successRatePercent.toFixed(0)}%`,
-          ...(r.unparsedLines ? [`(${r.unparsedLines} lines not in the runbook's format were skipped)`] : [])
-        ].join('\n'),
-        r
-      )
+      out().result(historyReportText(r), r)
     })
 
   const sandbox = program.command('sandbox').description('a real environment to try backout on, on loopback')

@@ -23,7 +23,10 @@ const processTarget = z
   .object({
     command: argv.describe('how to start this version'),
     cwd: z.string().optional().describe('working directory for the command (default: the config dir)'),
-    env: z.record(z.string(), z.string()).default({}).describe('extra environment variables'),
+    env: z
+      .record(z.string(), z.string())
+      .default({})
+      .describe('extra environment variables; values may use ${VAR}, like every string value'),
     pidFile: z.string().describe('where the running process writes (or backout keeps) its PID'),
     logFile: z.string().optional().describe("the process's log file, read for recent errors")
   })
@@ -86,7 +89,9 @@ const database = z.discriminatedUnion('kind', [
       url: z
         .string()
         .regex(/^postgres(ql)?:\/\//, 'expected a postgresql:// URL')
-        .describe('connection URL; the password is masked in every log'),
+        .describe(
+          'connection URL, e.g. postgresql://app:${DB_PASSWORD}@127.0.0.1:5432/app (the ${VAR} value is URL-encoded); the password is masked in every log'
+        ),
       dataDir: z.string().optional().describe('the cluster data directory, for physical backups'),
       binDir: z
         .string()
@@ -141,7 +146,11 @@ export const configSchema = z
     service: z
       .string()
       .regex(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/, 'expected a name of letters, digits, . _ -')
-      .describe('the service name, used in locks, history and incidents'),
+      .describe(
+        'the service name, used in locks, history and incidents. In this and every other string value (in lists ' +
+          'and nested sections too), ${VAR} is replaced by the environment variable VAR before validation; a VAR ' +
+          'that is not set is an error; every replaced value is masked as a secret in logs'
+      ),
     environment: z.string().default('production'),
     runtime: z.enum(['process', 'compose', 'systemd']).describe('how the targets run'),
     targets: z.object({ blue: target, green: target }).strict().describe('the two blue/green targets'),
@@ -331,6 +340,10 @@ export const configSchema = z
     smokeTest: argv.optional().describe('a command that exits 0 when the service works')
   })
   .strict()
+  .describe(
+    'backout.yml: one service. ${VAR} in any string value (lists and nested sections too) is replaced by the ' +
+      'environment variable VAR; an unset VAR is an error; every replaced value is masked as a secret in logs'
+  )
   .superRefine((cfg, ctx) => {
     for (const color of ['blue', 'green'] as const) {
       const t = cfg.targets[color]

@@ -1,3 +1,5 @@
+import { sanitizeText } from './sanitize'
+
 /**
  * The one logging surface. Entry points implement it (console for the CLI, @actions/core for actions);
  * core decisions never log, and drivers and the engine receive a Logger as an argument.
@@ -18,7 +20,7 @@ export class MemoryLogger implements Logger {
   readonly lines: string[] = []
   private readonly secrets: string[] = []
   private push(level: string, message: string): void {
-    this.lines.push(`${level}: ${maskSecrets(message, this.secrets)}`)
+    this.lines.push(`${level}: ${sanitizeText(maskSecrets(message, this.secrets))}`)
   }
   info(message: string): void {
     this.push('info', message)

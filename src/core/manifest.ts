@@ -15,6 +15,8 @@ export interface Manifest {
   schema: typeof MANIFEST_SCHEMA
   id: string
   service: string
+  /** The host that took the backup. Sealed with id and service: a seal without it is from an older backout. */
+  host?: string
   kind: 'snapshot' | 'safety'
   createdAt: string
   /** The version nginx served when the backup was taken, and each target's version. */
@@ -110,6 +112,63 @@ export function isBackupId(value: string): boolean {
   return BACKUP_ID.test(value)
 }
 
+/** Beyond this, manifest.json is not read at all (a real one is a few kilobytes). */
+export const MANIFEST_MAX_BYTES = 16 * 1024 * 1024
+
+const isObj = (v: unknown): v is Record<string, unknown> =>
+  typeof v === 'object' && v !== null && !Array.isArray(v)
+const isStr = (v: unknown): v is string => typeof v === 'string'
+
+/**
+ * What makes a parsed manifest.json unusable (undefined when it has the shape of one): a wrong schema, a missing or
+ * mistyped field, a file entry that is not a relative path with a size and sha256. Checked before anything reads it.
+ */
+export function manifestShapeProblem(m: unknown): string | undefined {
+  if (!isObj(m)) return 'is not a JSON object'
+  if (m.schema !== MANIFEST_SCHEMA) return `is not a ${MANIFEST_SCHEMA} manifest (schema ${String(m.schema)})`
+  if (!isStr(m.id) || !isBackupId(m.id)) return 'has no backup id (id)'
+  if (!isStr(m.service)) return 'has no service'
+  if (m.kind !== 'snapshot' && m.kind !== 'safety')
+    return `has kind ${JSON.stringify(m.kind)}, expected snapshot or safety`
+  if (!isStr(m.createdAt) || Number.isNaN(Date.parse(m.createdAt))) return 'has no valid createdAt'
+  const v = m.versions
+  if (!isObj(v) || !isStr(v.blue) || !isStr(v.green) || (v.live !== undefined && !isStr(v.live)))
+    return 'has no versions (blue, green)'
+  if (!Array.isArray(m.files)) return 'has no file list (files)'
+  for (const f of m.files as unknown[]) {
+    if (
+      !isObj(f) ||
+      !isStr(f.path) ||
+      f.path.startsWith('/') ||
+      f.path.split(/[\\/]/).includes('..') ||
+      !Number.isSafeInteger(f.size) ||
+      !isStr(f.sha256) ||
+      !/^[0-9a-f]{64}$/.test(f.sha256)
+    )
+      return `has a malformed file entry: ${JSON.stringify(f).slice(0, 120)}`
+  }
+  if (
+    m.data !== undefined &&
+    (!Array.isArray(m.data) || !m.data.every(d => isObj(d) && isStr(d.file) && isStr(d.name)))
+  )
+    return 'has a malformed data list'
+  if (m.database !== undefined && !isObj(m.database)) return 'has a malformed database section'
+  return undefined
+}
+
+/** Files the manifest names (data archives, database files) that are not among its checksummed files. */
+export function unlistedReferences(manifest: Manifest): string[] {
+  const listed = new Set(manifest.files.map(f => f.path))
+  const named = [
+    ...(manifest.data ?? []).map(d => d.file),
+    ...(manifest.database?.file ? [manifest.database.file] : []),
+    ...(manifest.database?.base?.file ? [manifest.database.base.file] : [])
+  ]
+  return named
+    .filter(f => !listed.has(f))
+    .map(f => `${f}: named by the manifest but not among its checksummed files`)
+}
+
 /** The differences between what the manifest promises and what is on disk. */
 export function manifestProblems(
   manifest: Manifest,
@@ -167,6 +226,11 @@ export function sealProblem(manifest: Manifest, key: string | undefined): string
     return (
       'manifest.json: seal does not match — the manifest was changed after the backup was taken; pick another ' +
       `backup, or, if the change was yours, \`backout seal ${manifest.id}\` checks the files and reseals it`
+    )
+  if (typeof manifest.host !== 'string')
+    return (
+      "manifest.json: sealed by an older backout whose seal does not cover the backup's id, service and host — " +
+      trust
     )
   return undefined
 }

@@ -10,19 +10,46 @@ import {
   writeFileSync,
   copyFileSync
 } from 'node:fs'
+import { hostname } from 'node:os'
 import path from 'node:path'
 import { UserError } from '../core/errors'
+import { sanitizeLine } from '../core/sanitize'
 import { sha256File } from './archive'
 import {
   type Manifest,
   type ManifestEntry,
+  MANIFEST_MAX_BYTES,
   MANIFEST_SCHEMA,
   isBackupId,
   manifestProblems,
+  manifestShapeProblem,
   sealManifest,
   sealProblem,
+  unlistedReferences,
   withoutSeal
 } from '../core/manifest'
+
+/**
+ * A backup's manifest.json: the manifest, why it cannot be used (too large, not JSON, malformed), or undefined when
+ * there is none (a directory being deleted, or not a backup).
+ */
+function readManifest(file: string): Manifest | string | undefined {
+  let size: number
+  try {
+    size = statSync(file).size
+  } catch {
+    return undefined
+  }
+  if (size > MANIFEST_MAX_BYTES)
+    return `is ${(size / 1048576).toFixed(1)} MiB, more than the ${MANIFEST_MAX_BYTES / 1048576} MiB a manifest may be — not read`
+  let parsed: unknown
+  try {
+    parsed = JSON.parse(readFileSync(file, 'utf8'))
+  } catch (e) {
+    return `is not valid JSON (${e instanceof Error ? e.message : String(e)}; truncated or edited)`
+  }
+  return manifestShapeProblem(parsed) ?? (parsed as Manifest)
+}
 
 /**
  * Where the key that seals manifests comes from: backups.sealKey when set (one key shared by the hosts that restore
@@ -70,16 +97,21 @@ export interface BackupWriter {
    * Writes manifest.json last (size and sha256 of every file: as recorded by addHashed, else read and hashed now),
    * then renames the directory into place.
    */
-  commit(meta: Omit<Manifest, 'schema' | 'id' | 'files' | 'createdAt'>): Promise<BackupInfo>
+  commit(meta: Omit<Manifest, 'schema' | 'id' | 'host' | 'files' | 'createdAt'>): Promise<BackupInfo>
   abort(): void
 }
+
+/** `<id>.partial` directories this process is writing now: never taken for a killed snapshot's leftovers. */
+const writing = new Set<string>()
 
 /** The backup directory: one directory per backup id, each complete only once its manifest exists. */
 export class BackupStore {
   /** Without a seal source, manifests are neither sealed nor checked for a seal (a store opened by a library user). */
   constructor(
     readonly root: string,
-    private readonly sealSource?: SealKeySource
+    private readonly sealSource?: SealKeySource,
+    /** The service the backups must be of (a manifest of another service is not trusted). */
+    private readonly service?: string
   ) {}
 
   /** The seal key; with create, generated (and kept) when there is none yet. */
@@ -125,6 +157,7 @@ export class BackupStore {
     const dir = `${final}.partial`
     rmSync(dir, { recursive: true, force: true })
     mkdirSync(dir, { recursive: true })
+    writing.add(dir)
     const hashed = new Map<string, { size: number; sha256: string }>()
     return {
       id,
@@ -159,48 +192,77 @@ export class BackupStore {
         const manifest = this.writeManifest(dir, {
           schema: MANIFEST_SCHEMA,
           id,
+          host: hostname(),
           createdAt: new Date().toISOString(),
           ...meta,
           files
         })
         renameSync(dir, final)
+        writing.delete(dir)
         return { id, dir: final, manifest, sizeBytes: files.reduce((s, f) => s + f.size, 0) }
       },
       abort() {
+        writing.delete(dir)
         rmSync(dir, { recursive: true, force: true })
       }
     }
   }
 
-  /** Complete backups (with a manifest), newest first. Partial ones are never listed. */
-  list(): BackupInfo[] {
-    if (!existsSync(this.root)) return []
-    const out: BackupInfo[] = []
-    for (const name of readdirSync(this.root)) {
-      if (!isBackupId(name)) continue
+  /**
+   * Every backup directory with a manifest.json: the well-formed ones (whether or not their seal holds) and the
+   * ones whose manifest cannot be used (too large, not JSON, not the shape of a manifest), with why.
+   */
+  private scan(): { found: BackupInfo[]; bad: { id: string; why: string }[] } {
+    const found: BackupInfo[] = []
+    const bad: { id: string; why: string }[] = []
+    if (!existsSync(this.root)) return { found, bad }
+    for (const name of readdirSync(this.root).filter(isBackupId).sort()) {
       const dir = path.join(this.root, name)
-      const file = path.join(dir, 'manifest.json')
-      if (!existsSync(file)) continue
-      try {
-        const manifest = JSON.parse(readFileSync(file, 'utf8')) as Manifest
-        if (manifest.schema !== MANIFEST_SCHEMA) continue
-        out.push({ id: name, dir, manifest, sizeBytes: manifest.files.reduce((s, f) => s + f.size, 0) })
-      } catch {
-        continue
-      }
+      const read = readManifest(path.join(dir, 'manifest.json'))
+      if (read === undefined) continue
+      if (typeof read === 'string') bad.push({ id: name, why: `manifest.json ${read}` })
+      else
+        found.push({ id: name, dir, manifest: read, sizeBytes: read.files.reduce((s, f) => s + f.size, 0) })
     }
-    return out.sort((a, b) => b.manifest.createdAt.localeCompare(a.manifest.createdAt))
+    found.sort((a, b) => Date.parse(b.manifest.createdAt) - Date.parse(a.manifest.createdAt))
+    return { found, bad }
   }
 
-  /** The backup with this id, or a UserError that lists the ones there are (the runbook's common issue). */
+  /**
+   * Why a well-formed backup cannot be trusted (undefined when it can): its manifest names another backup id (a
+   * backup copied over another), another service, or its seal does not hold (when sealing is on).
+   */
+  private trustProblem(info: BackupInfo): string | undefined {
+    const m = info.manifest
+    const accept = `if you trust it, \`backout seal ${info.id}\` checks its files and seals it as ${info.id}`
+    if (m.id !== info.id)
+      return `manifest.json: says it is backup ${m.id}, but it is in ${info.dir} — a backup copied under another id; ${accept}`
+    if (this.service !== undefined && m.service !== this.service)
+      return `manifest.json: a backup of service ${sanitizeLine(m.service).slice(0, 64)}, not ${this.service}; ${accept}`
+    return this.sealSource ? sealProblem(m, this.sealKey(false)) : undefined
+  }
+
+  /**
+   * Complete, well-formed and trusted (sealed, when sealing is on) backups, newest first: the only ones retention,
+   * default targets and listings use. Partial ones are never listed; the others are named by unreadable().
+   */
+  list(): BackupInfo[] {
+    return this.scan().found.filter(b => this.trustProblem(b) === undefined)
+  }
+
+  /**
+   * The backup with this id — trusted or not: verify() says what is wrong with an untrusted one — or a UserError
+   * that lists the ones there are (the runbook's common issue).
+   */
   get(id: string): BackupInfo {
     const dir = this.pathOf(id)
-    const found = this.list().find(b => b.id === id)
+    const { found: all, bad } = this.scan()
+    const found = all.find(b => b.id === id)
     if (found) return found
-    const damaged = this.unreadableManifest(dir)
+    const damaged = bad.find(b => b.id === id)
     if (damaged)
       throw new UserError(
-        `backup ${id} is damaged: ${dir}/manifest.json ${damaged}, so none of its files can be verified — pick ` +
+        `backup ${id} is damaged: ${dir}/${damaged.why}, so none of its files can be verified — pick ` +
           `another backup (backout list)`,
         'backup_corrupt'
       )
@@ -217,30 +279,37 @@ export class BackupStore {
     )
   }
 
-  /** Backup directories whose manifest.json exists but cannot be read: never listed, named so they can be removed. */
+  /**
+   * Backup directories that are not listed, with why: a manifest.json that cannot be read or is malformed, or one
+   * that cannot be trusted (unsealed, sealed by another key, copied under another id). Never used for anything.
+   */
   unreadable(): { id: string; why: string }[] {
-    if (!existsSync(this.root)) return []
-    return readdirSync(this.root)
-      .filter(isBackupId)
-      .sort()
-      .flatMap(id => {
-        const why = this.unreadableManifest(path.join(this.root, id))
-        return why ? [{ id, why: `manifest.json ${why}` }] : []
-      })
+    const { found, bad } = this.scan()
+    const untrusted = found.flatMap(b => {
+      const why = this.trustProblem(b)
+      return why ? [{ id: b.id, why }] : []
+    })
+    return [...bad, ...untrusted].sort((a, b) => a.id.localeCompare(b.id))
   }
 
-  /** Why a manifest.json that exists is not a manifest (undefined when it is one, or is absent). */
-  private unreadableManifest(dir: string): string | undefined {
-    const file = path.join(dir, 'manifest.json')
-    if (!existsSync(file)) return undefined
-    try {
-      const m = JSON.parse(readFileSync(file, 'utf8')) as Partial<Manifest>
-      if (m.schema !== MANIFEST_SCHEMA)
-        return `is not a ${MANIFEST_SCHEMA} manifest (schema ${String(m.schema)})`
-      return undefined
-    } catch (e) {
-      return `is not valid JSON (${e instanceof Error ? e.message : String(e)}; truncated or edited)`
-    }
+  /**
+   * The path of `rel` inside a backup when its manifest lists it, else undefined: what a restore may take from the
+   * backup directory — a file planted there afterwards is not in the (sealed) manifest, so it is never restored.
+   */
+  manifestFile(backup: BackupInfo, rel: string): string | undefined {
+    const want = path.normalize(rel)
+    return backup.manifest.files.some(f => path.normalize(f.path) === want)
+      ? path.join(backup.dir, want)
+      : undefined
+  }
+
+  /** `<id>.partial` directories left by snapshots that were killed (only ever there while a snapshot runs). */
+  partials(): string[] {
+    if (!existsSync(this.root)) return []
+    return readdirSync(this.root)
+      .filter(n => n.endsWith('.partial') && isBackupId(n.slice(0, -'.partial'.length)))
+      .map(n => path.join(this.root, n))
+      .filter(dir => !writing.has(dir))
   }
 
   private async fileProblems(info: BackupInfo, hashed?: ReadonlyMap<string, string>): Promise<string[]> {
@@ -261,8 +330,12 @@ export class BackupStore {
    */
   async verify(id: string, options: { hashed?: ReadonlyMap<string, string> } = {}): Promise<string[]> {
     const info = this.get(id)
-    const seal = this.sealSource ? sealProblem(info.manifest, this.sealKey(false)) : undefined
-    return [...(seal ? [seal] : []), ...(await this.fileProblems(info, options.hashed))]
+    const trust = this.trustProblem(info)
+    return [
+      ...(trust ? [trust] : []),
+      ...unlistedReferences(info.manifest),
+      ...(await this.fileProblems(info, options.hashed))
+    ]
   }
 
   /**
@@ -278,6 +351,12 @@ export class BackupStore {
         `backup ${id} is damaged, not sealed: ${problems.slice(0, 5).join('; ')} — pick another backup`,
         'backup_corrupt'
       )
-    return { ...info, manifest: this.writeManifest(info.dir, info.manifest) }
+    const accepted: Manifest = {
+      ...info.manifest,
+      id: info.id,
+      ...(this.service !== undefined ? { service: this.service } : {}),
+      host: info.manifest.host ?? hostname()
+    }
+    return { ...info, manifest: this.writeManifest(info.dir, accepted) }
   }
 }

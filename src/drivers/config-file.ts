@@ -27,7 +27,51 @@ export function loadConfig(file: string): Config {
       'bad_config'
     )
   }
-  return resolvePaths(parseConfig(raw, file), path.dirname(file))
+  const expanded: string[] = []
+  const config = resolvePaths(
+    parseConfig(expandEnvDeep(raw, [], process.env, expanded), file),
+    path.dirname(file)
+  )
+  expandedValues.set(config, expanded)
+  return config
+}
+
+const expandedValues = new WeakMap<Config, readonly string[]>()
+
+/**
+ * The values ${VAR}s were replaced by in a config loaded by loadConfig: each is treated as a secret (masked in every
+ * log), except values of fewer than 4 characters, which would blank out every number in the logs.
+ */
+export function expandedSecrets(config: Config): readonly string[] {
+  return (expandedValues.get(config) ?? []).filter(v => v.length >= 4)
+}
+
+/**
+ * ${VAR} expanded in every string value of the parsed YAML — arrays and nested objects included (keys are left as
+ * they are). database.url takes the value URL-encoded (a password with @ or / stays one password). Every value that
+ * replaced a ${VAR} is pushed to `found`.
+ */
+export function expandEnvDeep(
+  value: unknown,
+  keyPath: readonly (string | number)[],
+  env: NodeJS.ProcessEnv,
+  found: string[]
+): unknown {
+  const key = keyPath.length ? keyPath.join('.') : '(top level)'
+  if (typeof value === 'string') {
+    const encode = key === 'database.url' ? encodeURIComponent : (v: string): string => v
+    return expandEnv(value, key, env, v => {
+      const out = encode(v)
+      found.push(...(out === v ? [v] : [v, out]))
+      return out
+    })
+  }
+  if (Array.isArray(value)) return value.map((v, i) => expandEnvDeep(v, [...keyPath, i], env, found))
+  if (value && typeof value === 'object')
+    return Object.fromEntries(
+      Object.entries(value).map(([k, v]) => [k, expandEnvDeep(v, [...keyPath, k], env, found)])
+    )
+  return value
 }
 
 /**
@@ -51,10 +95,9 @@ export function expandEnv(
   })
 }
 
-/** backups.sealKey, its ${VAR} expanded: at least 32 characters, so that it cannot be guessed. */
-function sealKey(value: string | undefined): string | undefined {
-  if (value === undefined) return undefined
-  const key = expandEnv(value, 'backups.sealKey', process.env, v => v)
+/** backups.sealKey (its ${VAR} already expanded): at least 32 characters, so that it cannot be guessed. */
+function sealKey(key: string | undefined): string | undefined {
+  if (key === undefined) return undefined
   if (key.length < 32)
     throw new UserError(
       `backups.sealKey is ${key.length} characters long, expected at least 32 — generate one with ` +
@@ -88,7 +131,6 @@ function resolvePaths(cfg: Config, base: string): Config {
   if (db?.kind === 'postgres')
     database = {
       ...db,
-      url: expandEnv(db.url, 'database.url'),
       dataDir: ro(db.dataDir),
       binDir: ro(db.binDir),
       walArchiveDir: ro(db.walArchiveDir)

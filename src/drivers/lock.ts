@@ -1,13 +1,5 @@
-import {
-  closeSync,
-  linkSync,
-  mkdirSync,
-  openSync,
-  readFileSync,
-  rmSync,
-  writeSync,
-  renameSync
-} from 'node:fs'
+import { randomBytes } from 'node:crypto'
+import { linkSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs'
 import { hostname } from 'node:os'
 import path from 'node:path'
 import { LockHeldError } from '../core/errors'
@@ -17,8 +9,16 @@ import { isAlive } from './process'
 export interface LockHolder {
   host: string
   pid: number
+  /**
+   * The holder's start time in clock ticks since boot (/proc/<pid>/stat, field 22) and the boot it belongs to: a
+   * PID that a later process reuses has another start time, so it does not keep the lock held.
+   */
+  procStart?: string
+  bootId?: string
   startedAt: string
   operation: string
+  /** Random: makes each lock file's content unique, so that a lock is never mistaken for an earlier one. */
+  token?: string
 }
 
 export interface Lock {
@@ -26,23 +26,87 @@ export interface Lock {
   release(): void
 }
 
-function readHolder(file: string): LockHolder | undefined {
+/** The start time of a process (clock ticks since boot), undefined when it does not run or /proc is not there. */
+export function processStartTime(pid: number): string | undefined {
   try {
-    return JSON.parse(readFileSync(file, 'utf8')) as LockHolder
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
+    // Fields after the command name (which may hold spaces and parentheses): state is field 3, starttime field 22.
+    return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19]
   } catch {
     return undefined
   }
 }
 
-/** A lock held by a process on this host that no longer runs is stale and can be taken over. */
-export function isStale(holder: LockHolder | undefined, host = hostname()): boolean {
-  if (!holder) return true
-  return holder.host === host && !isAlive(holder.pid)
+function bootId(): string | undefined {
+  try {
+    return readFileSync('/proc/sys/kernel/random/boot_id', 'utf8').trim()
+  } catch {
+    return undefined
+  }
+}
+
+function readHolder(file: string): { holder?: LockHolder; text?: string } {
+  let text: string
+  try {
+    text = readFileSync(file, 'utf8')
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return {}
+    throw e
+  }
+  try {
+    const holder = JSON.parse(text) as LockHolder
+    return typeof holder.pid === 'number' && typeof holder.host === 'string' ? { holder, text } : { text }
+  } catch {
+    return { text }
+  }
+}
+
+function textOf(file: string): string | undefined {
+  try {
+    return readFileSync(file, 'utf8')
+  } catch {
+    return undefined
+  }
 }
 
 /**
- * Takes the service's lock (one file, created exclusively). A live holder → LockHeldError (exit 3) naming
- * host, PID and age. A stale lock (its process is gone) is taken over, and said so through onStale.
+ * A lock held by a process on this host that no longer runs is stale and can be taken over — and so is one whose
+ * PID now belongs to another process (another start time, or another boot).
+ */
+export function isStale(holder: LockHolder | undefined, host = hostname()): boolean {
+  if (!holder) return true
+  if (holder.host !== host) return false
+  if (!isAlive(holder.pid)) return true
+  if (holder.bootId && bootId() && holder.bootId !== bootId()) return true
+  const start = processStartTime(holder.pid)
+  return holder.procStart !== undefined && start !== undefined && start !== holder.procStart
+}
+
+/** Writes `content` to a fresh temp file beside `file`, then links it to `file`: exclusive, and never half written. */
+function linkExclusive(file: string, content: string): boolean {
+  const tmp = `${file}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`
+  writeFileSync(tmp, content, { flag: 'wx' })
+  try {
+    linkSync(tmp, file)
+    return true
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'EEXIST') return false
+    throw e
+  } finally {
+    rmSync(tmp, { force: true })
+  }
+}
+
+/** Locks this process holds (lock file → count): a nested acquire (a snapshot inside a rollback) holds it already. */
+const held = new Map<string, { holder: LockHolder; count: number }>()
+
+/**
+ * Takes the service's lock: the holder (host, PID, its start time) is written to a temp file that is then hard-linked
+ * to `<service>.lock`, so the lock file is created exclusively and is never seen empty or half written. A live
+ * holder → LockHeldError (exit 3) naming host, PID and age. A stale lock (its process is gone, or its PID now belongs
+ * to another process) is removed under a second short-lived lock (`<service>.lock.break`) — only the inode that was
+ * judged stale is removed (compared by content, which a random token makes unique), so a contender never removes a lock just taken — and said so through onStale.
+ * Within one process the lock is reentrant: a snapshot taken during a rollback runs under the rollback's lock.
  */
 export function acquireLock(
   stateDir: string,
@@ -52,31 +116,40 @@ export function acquireLock(
 ): Lock {
   mkdirSync(stateDir, { recursive: true })
   const file = path.join(stateDir, `${service}.lock`)
+  const mine = held.get(file)
+  if (mine) {
+    mine.count++
+    return { holder: mine.holder, release: () => void mine.count-- }
+  }
   const holder: LockHolder = {
     host: hostname(),
     pid: process.pid,
+    procStart: processStartTime(process.pid),
+    bootId: bootId(),
     startedAt: new Date().toISOString(),
-    operation
+    operation,
+    token: randomBytes(8).toString('hex')
   }
-  for (let attempt = 0; attempt < 3; attempt++) {
-    try {
-      const fd = openSync(file, 'wx')
-      writeSync(fd, JSON.stringify(holder))
-      closeSync(fd)
+  const content = JSON.stringify(holder)
+  for (let attempt = 0; attempt < 5; attempt++) {
+    if (linkExclusive(file, content)) {
+      const entry = { holder, count: 1 }
+      held.set(file, entry)
       return {
         holder,
         release: () => {
-          const current = readHolder(file)
+          if (--entry.count > 0) return
+          held.delete(file)
+          const current = readHolder(file).holder
           if (current && current.pid === holder.pid && current.host === holder.host)
             rmSync(file, { force: true })
         }
       }
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e
     }
     const existing = readHolder(file)
-    if (!isStale(existing)) {
-      const h = existing as LockHolder
+    if (existing.text === undefined) continue // released in between: try again
+    if (!isStale(existing.holder)) {
+      const h = existing.holder!
       const age = Math.round((Date.now() - Date.parse(h.startedAt)) / 1000)
       throw new LockHeldError(
         `another operation holds the lock for ${service}: ${h.operation} by PID ${h.pid} on ${h.host}, ` +
@@ -84,24 +157,40 @@ export function acquireLock(
           `host, remove ${file} by hand`
       )
     }
-    onStale(existing)
-    // Move the stale lock aside atomically so that only one contender takes it over.
-    // If what we moved turns out to be a live lock (another contender took over in between), put it back.
-    const aside = `${file}.stale-${process.pid}`
-    try {
-      renameSync(file, aside)
-    } catch {
-      continue // another contender moved it first
-    }
-    const moved = readHolder(aside)
-    if (!isStale(moved)) {
-      try {
-        linkSync(aside, file)
-      } catch {
-        /* a newer lock is already in place */
-      }
-    }
-    rmSync(aside, { force: true })
+    if (removeStale(file, existing.text)) onStale(existing.holder)
   }
   throw new LockHeldError(`could not take the lock ${file} — another backout is starting; try again`)
+}
+
+/**
+ * Removes the lock file if it still holds what was judged stale (each lock's content is unique: it has a random
+ * token; an inode number is not, it is reused at once), under `<file>.break`. True when it removed it.
+ */
+function removeStale(file: string, stale: string): boolean {
+  const brk = `${file}.break`
+  const me = JSON.stringify({ pid: process.pid, procStart: processStartTime(process.pid) })
+  if (!linkExclusive(brk, me)) {
+    // Held only for a few system calls: a break lock whose process is gone, or older than 10 s, is left over.
+    let gone = false
+    try {
+      const b = JSON.parse(readFileSync(brk, 'utf8')) as { pid: number; procStart?: string }
+      const start = processStartTime(b.pid)
+      gone = !isAlive(b.pid) || (b.procStart !== undefined && start !== undefined && start !== b.procStart)
+    } catch {
+      gone = true
+    }
+    try {
+      if (gone || Date.now() - statSync(brk).mtimeMs > 10_000) rmSync(brk, { force: true })
+    } catch {
+      /* removed meanwhile */
+    }
+    return false
+  }
+  try {
+    if (textOf(file) !== stale) return false
+    rmSync(file, { force: true })
+    return true
+  } finally {
+    rmSync(brk, { force: true })
+  }
 }

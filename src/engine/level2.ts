@@ -476,8 +476,8 @@ export const level2Steps: LevelSteps = (service, record, req) => {
         db = await planDatabase(service, backup)
         configChanges = []
         for (const file of configFiles()) {
-          const copy = path.join(backup.dir, configEntryPath(file))
-          if (!existsSync(copy)) continue
+          const copy = service.store.manifestFile(backup, configEntryPath(file)) // only what the sealed manifest lists
+          if (!copy || !existsSync(copy)) continue
           if (!existsSync(file) || !readFileSync(file).equals(readFileSync(copy))) configChanges.push(file)
         }
         return (

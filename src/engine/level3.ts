@@ -462,8 +462,8 @@ export const level3Steps: LevelSteps = (service, record, req) => {
         let same = 0
         for (const file of config.configFiles) {
           if (path.resolve(file) === path.resolve(config.nginx.upstreamFile)) continue
-          const source = path.join(b.dir, configEntryPath(file))
-          if (!existsSync(source)) continue
+          const source = store.manifestFile(b, configEntryPath(file)) // only what the sealed manifest lists
+          if (!source || !existsSync(source)) continue
           if (replaceFile(file, source)) changed.push(path.basename(file))
           else same++
         }

@@ -1,18 +1,12 @@
-import {
-  appendFileSync,
-  existsSync,
-  mkdirSync,
-  readFileSync,
-  readdirSync,
-  renameSync,
-  writeFileSync
-} from 'node:fs'
+import { existsSync, mkdirSync, readFileSync, readdirSync, renameSync, writeFileSync } from 'node:fs'
 import path from 'node:path'
 import type { Config } from '../core/config'
 import { UserError, messageOf, reasonCodeFor } from '../core/errors'
 import { formatHistoryLine, historyEntryFor } from '../core/history'
 import type { Logger } from '../core/logger'
 import { RUN_RECORD_SCHEMA, newRunId, type Level, type Operation, type RunRecord } from '../core/run-record'
+import { sanitizeLine } from '../core/sanitize'
+import { appendHistoryLine } from '../drivers/history-log'
 import { acquireLock } from '../drivers/lock'
 import { runSteps, type RunStepsOptions, type Step } from './run-steps'
 
@@ -56,7 +50,7 @@ export async function runOperation(req: OperationRequest): Promise<OperationResu
     environment: req.config.environment,
     operation: req.operation,
     level: req.level,
-    reason: req.reason,
+    reason: sanitizeLine(req.reason),
     status: req.dryRun ? 'planned' : 'success',
     dryRun: req.dryRun,
     startedAt: started.toISOString(),
@@ -105,6 +99,11 @@ export async function runOperation(req: OperationRequest): Promise<OperationResu
     record.durationMs = Math.round(performance.now() - startedMs)
     try {
       persist(req.config, record)
+    } catch (e) {
+      // The run is over (its outcome stands): a record that cannot be written (a full disk) is a warning.
+      req.log.warn(
+        `the run ${record.status === 'success' ? 'succeeded' : 'ended'}, but its record could not be written: ${messageOf(e)}`
+      )
     } finally {
       lock?.release()
     }
@@ -144,12 +143,19 @@ function takeOverInterrupted(config: Config, record: RunRecord): RunRecord['resu
 
 function persist(config: Config, record: RunRecord): void {
   if (record.dryRun) return
-  journal(config, record)
-  const entry = historyEntryFor(record)
-  if (entry) {
-    mkdirSync(path.dirname(config.history.log), { recursive: true })
-    appendFileSync(config.history.log, formatHistoryLine(entry) + '\n')
+  const errors: string[] = []
+  try {
+    journal(config, record)
+  } catch (e) {
+    errors.push(`run record: ${messageOf(e)}`)
   }
+  const entry = historyEntryFor(record)
+  try {
+    if (entry) appendHistoryLine(config.history.log, formatHistoryLine(entry))
+  } catch (e) {
+    errors.push(`history line in ${config.history.log}: ${messageOf(e)}`)
+  }
+  if (errors.length) throw new Error(errors.join('; '))
 }
 
 /** The newest run record in state/runs/, optionally of one operation. */

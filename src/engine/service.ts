@@ -2,6 +2,7 @@ import path from 'node:path'
 import type { Color, Config } from '../core/config'
 import type { Logger } from '../core/logger'
 import { BackupStore } from '../drivers/backup-store'
+import { expandedSecrets } from '../drivers/config-file'
 import { field, probe, type HttpProbe } from '../drivers/http'
 import { createNginx, type Nginx } from '../drivers/nginx'
 import { passwordForms } from '../drivers/postgres/credentials'
@@ -17,15 +18,16 @@ export interface Service {
 }
 
 export function createService(config: Config, log: Logger): Service {
-  for (const secret of secretsOf(config)) log.mask(secret)
+  for (const secret of [...secretsOf(config), ...expandedSecrets(config)]) log.mask(secret)
   return {
     config,
     nginx: createNginx(config.nginx),
     runtime: createRuntime(config, path.join(config.state.dir, 'logs')),
-    store: new BackupStore(config.backups.dir, {
-      key: config.backups.sealKey,
-      file: path.join(config.state.dir, 'seal.key')
-    }),
+    store: new BackupStore(
+      config.backups.dir,
+      { key: config.backups.sealKey, file: path.join(config.state.dir, 'seal.key') },
+      config.service
+    ),
     log
   }
 }

@@ -6,6 +6,8 @@ import { formatBackupId, type RunRecord } from '../core/run-record'
 import { DiskFullError, formatBytes, freeSpace, isNoSpace, tarZstd } from '../drivers/archive'
 import type { BackupInfo } from '../drivers/backup-store'
 import { runCommand } from '../drivers/exec'
+import { acquireLock } from '../drivers/lock'
+import { processesUsing, stopProcesses } from '../drivers/orphans'
 import { captureDatabase, liveDatabaseBytes } from './database-backup'
 import type { Step } from './run-steps'
 import { activeColor, answeredBy, probeThroughNginx, type Service } from './service'
@@ -45,6 +47,48 @@ export interface SnapshotOptions {
  * Retention (pruneBackups) runs after every snapshot.
  */
 export async function takeSnapshot(service: Service, options: SnapshotOptions): Promise<BackupInfo> {
+  // The service lock (reentrant: a rollback's safety backup runs under the rollback's): one snapshot at a time, and
+  // none while a rollback changes things. A second one exits 3.
+  const { config, log } = service
+  const lock = acquireLock(
+    config.state.dir,
+    config.service,
+    options.safety ? 'safety snapshot' : 'snapshot',
+    h =>
+      log.warn(
+        `took over a stale lock${h ? ` left by PID ${h.pid} on ${h.host} (${h.operation}, started ${h.startedAt})` : ''}`
+      )
+  )
+  try {
+    await removeLeftovers(service)
+    return await snapshotUnderLock(service, options)
+  } finally {
+    lock.release()
+  }
+}
+
+/**
+ * What killed snapshots left: their `<id>.partial` directories, and whatever still writes into one (an orphan
+ * pg_basebackup, tar, zstd) — stopped first. Runs under the lock, so no live snapshot owns them.
+ */
+export async function removeLeftovers(service: Service): Promise<string[]> {
+  const removed: string[] = []
+  for (const dir of service.store.partials()) {
+    const pids = processesUsing(dir)
+    if (pids.length) {
+      await stopProcesses(pids)
+      service.log.warn(
+        `stopped ${pids.length} process(es) still writing into ${dir} (PID ${pids.join(', ')}), left by a killed snapshot`
+      )
+    }
+    rmSync(dir, { recursive: true, force: true })
+    service.log.warn(`removed ${dir}, left by a snapshot that did not finish`)
+    removed.push(dir)
+  }
+  return removed
+}
+
+async function snapshotUnderLock(service: Service, options: SnapshotOptions): Promise<BackupInfo> {
   const { config, runtime, store, nginx } = service
   const light = options.safety
   await checkDiskForSnapshot(service, light)

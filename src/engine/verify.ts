@@ -1,5 +1,6 @@
 import path from 'node:path'
 import { messageOf } from '../core/errors'
+import { sanitizeLine } from '../core/sanitize'
 import { baseBackupDrill, extractDrill, restoreDrill } from './database-backup'
 import type { Service } from './service'
 
@@ -30,7 +31,10 @@ export async function verifyBackup(
   const problems = await service.store.verify(id)
   const checks = [
     ...(backup.manifest.seal && !problems.some(p => p.startsWith('manifest.json:'))
-      ? [`manifest.json: sealed with key ${backup.manifest.seal.keyId}, seal matches`]
+      ? [
+          `manifest.json: sealed with key ${backup.manifest.seal.keyId}, seal matches (it covers id ${backup.manifest.id}, ` +
+            `service ${backup.manifest.service}, taken on ${backup.manifest.host ?? '?'})`
+        ]
       : []),
     `checksums: ${backup.manifest.files.length} files${problems.length ? '' : ', every sha256 matches'}`
   ]
@@ -52,12 +56,13 @@ export async function verifyBackup(
     if (drill.detail)
       checks.push(`restore drill: ${drill.detail}${drill.problems.length ? '' : ', row counts match'}`)
   }
+  // What a manifest says (a service name, a file name) reaches the terminal: no control characters in it.
   return {
     id,
     ok: problems.length === 0,
     quick: options.quick,
-    problems,
-    checks,
+    problems: problems.map(sanitizeLine),
+    checks: checks.map(sanitizeLine),
     durationMs: Math.round(performance.now() - started)
   }
 }

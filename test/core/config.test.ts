@@ -1,5 +1,12 @@
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import path from 'node:path'
+import { stringify as stringifyYaml } from 'yaml'
 import { parseConfig } from '../../src/core/config'
 import { UserError } from '../../src/core/errors'
+import { MemoryLogger } from '../../src/core/logger'
+import { loadConfig } from '../../src/drivers/config-file'
+import { createService } from '../../src/engine/service'
 import { minimalConfig } from '../support/minimal-config'
 
 const minimal = minimalConfig
@@ -56,4 +63,74 @@ test('blue and green must differ', () => {
   expect(
     errorOf({ ...minimal, targets: { blue: t.blue, green: { ...t.green, upstream: t.blue.upstream } } })
   ).toContain('different upstream')
+})
+
+describe('${VAR} in every string value of backout.yml (#12.10)', () => {
+  const env = {
+    BO_VERSION: 'v9.9.9-from-env',
+    BO_TOKEN: 's3cr3t-t0ken/with@chars',
+    BO_TEST_FLAG: '-tq',
+    BO_PATH_SUFFIX: 'status-from-env'
+  }
+  let dir = ''
+  beforeEach(() => {
+    dir = mkdtempSync(path.join(tmpdir(), 'backout-config-'))
+    Object.assign(process.env, env)
+  })
+  afterEach(() => {
+    rmSync(dir, { recursive: true, force: true })
+    for (const k of Object.keys(env)) delete process.env[k]
+  })
+
+  function write(doc: unknown): string {
+    const file = path.join(dir, 'backout.yml')
+    writeFileSync(file, stringifyYaml(doc))
+    return file
+  }
+
+  test('lists, nested objects and plain keys are expanded; each value is masked in the logs', () => {
+    const file = write({
+      ...minimalConfig,
+      targets: {
+        blue: {
+          ...minimalConfig.targets.blue,
+          version: '${BO_VERSION}',
+          process: {
+            command: ['app', '--token=${BO_TOKEN}'],
+            pidFile: 'blue.pid',
+            env: { API_TOKEN: '${BO_TOKEN}' }
+          }
+        },
+        green: minimalConfig.targets.green
+      },
+      nginx: { ...minimalConfig.nginx, test: ['nginx', '${BO_TEST_FLAG}'] },
+      health: { statusPath: '/${BO_PATH_SUFFIX}' },
+      configFiles: ['/etc/${BO_PATH_SUFFIX}.conf'],
+      database: { kind: 'postgres', url: 'postgresql://app:${BO_TOKEN}@127.0.0.1:5432/app' }
+    })
+    const cfg = loadConfig(file)
+    expect(cfg.targets.blue.version).toBe('v9.9.9-from-env')
+    expect(cfg.targets.blue.process?.command).toEqual(['app', '--token=s3cr3t-t0ken/with@chars'])
+    expect(cfg.targets.blue.process?.env).toEqual({ API_TOKEN: 's3cr3t-t0ken/with@chars' })
+    expect(cfg.nginx.test).toEqual(['nginx', '-tq'])
+    expect(cfg.health.statusPath).toBe('/status-from-env')
+    expect(cfg.configFiles).toEqual(['/etc/status-from-env.conf'])
+    // database.url: the value URL-encoded, so the password stays one password.
+    expect(cfg.database?.kind === 'postgres' && new URL(cfg.database.url).password).toBe(
+      encodeURIComponent(env.BO_TOKEN)
+    )
+    const log = new MemoryLogger()
+    createService(cfg, log)
+    log.info(`token ${env.BO_TOKEN} and version v9.9.9-from-env`)
+    expect(log.lines.join('\n')).not.toContain(env.BO_TOKEN)
+    expect(log.lines.join('\n')).not.toContain('v9.9.9-from-env')
+    expect(log.lines.join('\n')).toContain('token *** and version ***')
+  })
+
+  test('an unset variable names the key where it is used', () => {
+    const file = write({ ...minimalConfig, nginx: { ...minimalConfig.nginx, reload: ['${BO_UNSET_X}'] } })
+    expect(() => loadConfig(file)).toThrow(
+      /nginx\.reload\.0 uses \$\{BO_UNSET_X\}, but BO_UNSET_X is not set/
+    )
+  })
 })

@@ -203,7 +203,7 @@ test('rollback --level 1 --escalate: Level 1 refuses (blue is down), Level 2 run
   expect(new Set(await whoServes(sb.nginxUrl, 20))).toEqual(new Set(['blue']))
   const history = read(sb.dir, 'rollback_history.log').trim().split('\n')
   expect(history).toHaveLength(2)
-  expect(history[0]).toMatch(/LEVEL=1 .*STATUS=failed/)
+  expect(history[0]).toMatch(/LEVEL=1 .*STATUS=refused/) // a refusal is recorded as refused (#12.8)
   expect(history[1]).toMatch(/LEVEL=2 FROM=v2\.5\.0 TO=v2\.4\.9 .*STATUS=success/)
 })
 

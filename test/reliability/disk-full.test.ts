@@ -12,13 +12,14 @@ import {
   writeSync
 } from 'node:fs'
 import path from 'node:path'
+import { sealManifest, type Manifest } from '../../src/core/manifest'
 import { runCommand } from '../../src/drivers/exec'
 import { isAlive, readPid } from '../../src/drivers/process'
 import { runCli, startSandbox, whoServes, type TestSandbox } from '../support/cli'
 
 /**
- * A disk that fills during a snapshot: backups.dir on a small tmpfs (mount needs root; the test says so and passes
- * without checking anything when mount is refused). The tmpfs has room for backout's estimate, so the pre-check
+ * A disk that fills during a snapshot: backups.dir on a small tmpfs (mount needs root; outside CI the test says so
+ * and checks nothing when mount is refused; under CI=true that fails the suite). The tmpfs has room for backout's estimate, so the pre-check
  * passes; as soon as the snapshot's `<id>.partial` directory appears, a filler file takes every free byte. Then:
  * a non-zero exit with an error saying the disk is full, the service untouched, no partial backup listed and no
  * `*.partial` left behind; with the space freed the next snapshot succeeds. And a disk that is already too small:
@@ -37,6 +38,8 @@ beforeAll(async () => {
   const res = await runCommand(['mount', '-t', 'tmpfs', '-o', 'size=120m', 'tmpfs', mnt])
   if (res.code !== 0) {
     skipped = `cannot mount a tmpfs (${res.stderr.trim() || `exit ${res.code}`}): run as root to test a full disk`
+    // Under CI a missing real system fails the suite; it never passes without checking anything.
+    if (process.env.CI === 'true') throw new Error(skipped)
     return
   }
   mounted = true
@@ -188,9 +191,13 @@ test('a disk already too small: refused before anything is written, naming the b
       string,
       unknown
     >
+    // Resealed with the sandbox's key, as backout would: an unsealed backup is never a retention candidate.
+    const rest: Record<string, unknown> = { ...manifest, id, createdAt }
+    delete rest.seal
+    const key = readFileSync(path.join(sb.dir, 'state/seal.key'), 'utf8').trim()
     writeFileSync(
       path.join(dir, 'manifest.json'),
-      JSON.stringify({ ...manifest, id, createdAt }, null, 2) + '\n'
+      JSON.stringify({ ...rest, seal: sealManifest(rest as unknown as Manifest, key) }, null, 2) + '\n'
     )
   }
   fill(20 << 20) // 20 MiB left: less than the estimate
