@@ -258,7 +258,13 @@ export const level3Steps: LevelSteps = (service, record, req) => {
         const [data, database] = await Promise.allSettled([
           timed('data archives', prepareData),
           timed('database', () =>
-            checkDatabaseBackup(service, b, { toTime: req.toTime, log, hashed, prepareLogical: true })
+            checkDatabaseBackup(service, b, {
+              toTime: req.toTime,
+              log,
+              hashed,
+              prepareLogical: true,
+              readOnly: req.dryRun
+            })
           )
         ])
         // (What was unpacked is removed by rollback() when the run ends without using it.)

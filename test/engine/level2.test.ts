@@ -26,10 +26,12 @@ const STEPS = [
   'Safety backup',
   'Stop current deployment',
   'Roll back database migrations',
+  'Database integrity check',
   'Restore configuration',
   'Deploy previous version',
   'Wait for health',
-  'Report'
+  'Report',
+  'Final validation'
 ]
 
 let sb: TestSandbox | undefined
