@@ -60,7 +60,7 @@ async function fingerprint(dir: string, url: string): Promise<Fingerprint> {
   await new Promise(r => setTimeout(r, 1500))
   const [stats] = await pgQuery<Record<string, string>>(
     url,
-    `SELECT             pg_current_wal_lsn()::text AS wal_lsn,
+    `SELECT pg_current_wal_lsn()::text AS wal_lsn,
             pg_snapshot_xmax(pg_current_snapshot())::text AS next_xid,
             (SELECT sum(tup_inserted)::text FROM pg_stat_database) AS tup_inserted,
             (SELECT sum(tup_updated)::text FROM pg_stat_database) AS tup_updated,
@@ -68,7 +68,6 @@ async function fingerprint(dir: string, url: string): Promise<Fingerprint> {
             (SELECT archived_count::text FROM pg_stat_archiver) AS archived,
             (SELECT string_agg(datname, ',' ORDER BY datname) FROM pg_database) AS databases`
   )
-  await pgQuery(url, 'SELECT pg_stat_clear_snapshot()')
   const { wal_lsn: walLsn, ...db } = stats ?? {}
   const read = (rel: string): string =>
     existsSync(path.join(dir, rel)) ? readFileSync(path.join(dir, rel), 'utf8') : '(absent)'
