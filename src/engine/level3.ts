@@ -161,6 +161,14 @@ export const level3Steps: LevelSteps = (service, record, req) => {
   /** systemd: the target colour's checkout then (pre-flight) and the commit the recovery point recorded for it. */
   let checkout: PlannedCheckout | undefined
 
+  /** The emergency snapshot of an interrupted run of this recovery point, when it is still there. */
+  const reusableSnapshot = (b: BackupInfo): string | undefined =>
+    interrupted?.backupId === b.id &&
+    interrupted.safetyBackupId &&
+    existsSync(store.pathOf(interrupted.safetyBackupId))
+      ? interrupted.safetyBackupId
+      : undefined
+
   const steps: Step[] = [
     {
       name: 'Emergency assessment',
@@ -219,7 +227,9 @@ export const level3Steps: LevelSteps = (service, record, req) => {
         (systemd ? ", the target's checkout can move to the recorded commit" : ''),
       async run() {
         const b = need()
-        await databaseReachable(config, req.allowUncapturedDatabase === true, log)
+        // A resumed run reuses the interrupted run's emergency snapshot: the database it finds may be the one that run
+        // stopped or half restored.
+        if (!reusableSnapshot(b)) await databaseReachable(config, req.allowUncapturedDatabase === true, log)
         // The reads that take time run at once (2 vCPUs: zstd and tar in children, pg_verifybackup, the hashing in
         // this process): the data archives extracted beside their directories, and the database capture (dump
         // readable, base backup extracted and verified). Each streams its archive through sha256 on the way, so the
@@ -321,12 +331,7 @@ export const level3Steps: LevelSteps = (service, record, req) => {
         `capture the current (bad) state, database included, to ${config.backups.dir}/rollback-safety-<id>`,
       async run({ signal }) {
         const b = need()
-        const reuse =
-          interrupted?.backupId === b.id &&
-          interrupted.safetyBackupId &&
-          existsSync(store.pathOf(interrupted.safetyBackupId))
-            ? interrupted.safetyBackupId
-            : undefined
+        const reuse = reusableSnapshot(b)
         if (reuse) {
           record.safetyBackupId = reuse
           writeJournal(config.state.dir, { ...interrupted!, runId: record.id })
