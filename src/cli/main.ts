@@ -133,9 +133,14 @@ export function buildProgram(log: Logger, setExit: (code: number) => void): Comm
       '--escalate',
       'when the level fails or refuses, go on to the next one (asking again unless --auto-confirm)'
     )
+    .option(
+      '--allow-uncaptured-database',
+      'Level 3: go on although the emergency snapshot cannot capture the database (recorded in the history)'
+    )
     .option('-r, --reason <text>', 'why (goes into the history log and the incident)', 'manual rollback')
     .action(
       async (o: {
+        allowUncapturedDatabase?: boolean
         level?: Level
         target?: string
         toTime?: string
@@ -169,6 +174,7 @@ export function buildProgram(log: Logger, setExit: (code: number) => void): Comm
           reason: o.reason,
           dryRun: Boolean(o.dryRun),
           confirm: confirmFor(level),
+          allowUncapturedDatabase: o.allowUncapturedDatabase,
           crashAfterStep: crashHook()
         }
         if (!o.escalate) {

@@ -6,6 +6,7 @@ import path from 'node:path'
 import { Transform, type TransformCallback, type Readable, type Writable } from 'node:stream'
 import { pipeline } from 'node:stream/promises'
 import { OperationError } from '../core/errors'
+import { withStepSignal } from './step-signal'
 
 /**
  * Streaming archive helpers: tar | zstd into one file, with the sha256 and size of the output computed while it
@@ -115,7 +116,10 @@ function stage(
   const [file, ...args] = argv
   if (!file) throw new Error('stage: empty argument list')
   const from = options.from?.stdout
-  const child = spawn(file, args, { stdio: [from ?? 'pipe', 'pipe', 'pipe'], signal: options.signal })
+  const child = spawn(file, args, {
+    stdio: [from ?? 'pipe', 'pipe', 'pipe'],
+    signal: withStepSignal(options.signal)
+  })
   // The child holds its own copy of the pipe; ours must not read from it (nor be resumed when the writer exits).
   from?.destroy()
   const err: Buffer[] = []

@@ -5,8 +5,27 @@ import { rollback } from './rollback'
 import type { RollbackRequest } from './rollback-request'
 import type { Service } from './service'
 
-/** Failures that the next level cannot help with: the operator said no, someone else holds the lock, bad input. */
-const DO_NOT_ESCALATE = new Set(['not_confirmed', 'lock_held', 'bad_argument', 'bad_config', 'bad_target'])
+/**
+ * Failures that the next level cannot help with: the operator said no, someone else holds the lock (backout's or a
+ * running migration's), bad input or configuration, a security hold.
+ */
+const DO_NOT_ESCALATE = new Set([
+  'not_confirmed',
+  'lock_held',
+  'migration_running',
+  'bad_argument',
+  'bad_config',
+  'bad_target',
+  'security_hold'
+])
+
+/**
+ * Whether a level that ended with this reason code should go on to the next level (the runbook's "When Level N
+ * fails"): the one rule for the CLI's --escalate and the workflows (the rollback actions output it).
+ */
+export function isEscalatable(reasonCode: string | undefined): boolean {
+  return reasonCode !== undefined && !DO_NOT_ESCALATE.has(reasonCode)
+}
 
 export interface EscalationResult {
   /** One result per level that ran, in order; the last one is the outcome. */
@@ -18,7 +37,7 @@ export interface EscalationResult {
 /** Whether a level's failure or refusal should go on to the next level (the runbook's "When Level N fails"). */
 export function shouldEscalate(error: unknown): boolean {
   if (error instanceof LockHeldError) return false
-  return !DO_NOT_ESCALATE.has(reasonCodeFor(error))
+  return isEscalatable(reasonCodeFor(error))
 }
 
 /**

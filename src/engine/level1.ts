@@ -6,6 +6,7 @@ import { activeColor, answeredBy, probeThroughNginx, targetReady, type Service }
 import { field } from '../drivers/http'
 import { safetyBackupStep } from './snapshot'
 import { sleep } from '../drivers/sleep'
+import { latestRunRecord } from './operation'
 
 /**
  * Polls nginx until `needed` consecutive responses come from `color`. Returns how long that took and how
@@ -55,6 +56,23 @@ export async function confirmServedBy(
 }
 
 /**
+ * A Level 1 right after a successful one would switch traffic back to the release that one rolled away from: the
+ * previous target is then the bad one. Refused (nothing changed): going further back is Level 2 with --target.
+ */
+function refuseSwitchBack(service: Service, record: RunRecord): void {
+  const last = latestRunRecord(service.config, 'rollback', record.id)
+  if (last?.level !== 1 || last.status !== 'success' || last.dryRun) return
+  if (last.from !== record.to || last.to !== record.from) return
+  throw new UserError(
+    `the last rollback (run ${last.id}, ${last.endedAt ?? last.startedAt}) already moved traffic from ${last.from} to ` +
+      `${last.to}: Level 1 now would switch back to ${record.to}, the release that was rolled away from. To go further ` +
+      'back, roll back to a backup of an older release: `backout rollback --level 2 --target <backup-id>` ' +
+      '(`backout list` shows them); after deploying a fixed release to the idle target, its new version makes Level 1 possible again',
+    'already_rolled_back'
+  )
+}
+
+/**
  * Level 1, the quick rollback: traffic goes back to the previous (idle) target through nginx, then the
  * failed one stops. No data changes. The steps are the runbook's.
  */
@@ -86,6 +104,7 @@ export function level1Steps(service: Service, record: RunRecord): Step[] {
         live = previous === 'blue' ? 'green' : 'blue'
         record.from = config.targets[live].version
         record.to = config.targets[previous].version
+        if (!resumedTo) refuseSwitchBack(service, record)
         const res = await probeThroughNginx(config, signal)
         const by = res.ok ? answeredBy(config, res) : undefined
         return (

@@ -29,6 +29,7 @@ import type { LevelSteps, RollbackRequest } from './rollback-request'
 import type { Step } from './run-steps'
 import { activeColor, answeredBy, probeThroughNginx, targetReady, type Service } from './service'
 import { configEntryPath, safetyBackupStep } from './snapshot'
+import { databaseIntegrityStep, finalValidationStep } from './final-validation'
 import { sleep } from '../drivers/sleep'
 
 export { recordedCommit } from './checkout'
@@ -474,6 +475,10 @@ export const level2Steps: LevelSteps = (service, record, req) => {
           checkout = { dir: plan.dir, from: plan.from, to: plan.to }
         }
         db = await planDatabase(service, backup)
+        // A migration running now (it holds the advisory lock) is found here, before anything stops — not after
+        // the live target is down. The database step takes the lock again for the rollback itself.
+        if (config.database?.kind === 'postgres' && db.method !== 'none')
+          await withAdvisoryLock(config.database.url, MIGRATION_LOCK_NAME, () => Promise.resolve())
         configChanges = []
         for (const file of configFiles()) {
           const copy = service.store.manifestFile(backup, configEntryPath(file)) // only what the sealed manifest lists
@@ -544,6 +549,7 @@ export const level2Steps: LevelSteps = (service, record, req) => {
         }
       }
     },
+    databaseIntegrityStep(service, 30),
     {
       name: 'Restore configuration',
       kind: 'destructive',
@@ -685,7 +691,7 @@ export const level2Steps: LevelSteps = (service, record, req) => {
     {
       name: 'Report',
       kind: 'read',
-      budgetSeconds: 180,
+      budgetSeconds: 30,
       describe: () =>
         `check nginx serves ${targetColor}, ${failedColor()} is stopped and the schema is the backup's`,
       async run({ signal }) {
@@ -725,6 +731,7 @@ export const level2Steps: LevelSteps = (service, record, req) => {
           (record.dataLoss ? `; database restored to ${record.dataLoss.restoredTo} (Method 2)` : '')
         )
       }
-    }
+    },
+    finalValidationStep(service, record, { name: 'Final validation', budgetSeconds: 180, thorough: true })
   ] satisfies Step[]
 }

@@ -9,7 +9,7 @@ import {
   mkdirSync
 } from 'node:fs'
 import path from 'node:path'
-import type { Color } from '../core/config'
+import { type Color, type Config, otherColor } from '../core/config'
 import { OperationError, UserError, messageOf } from '../core/errors'
 import { formatBackupId } from '../core/run-record'
 import { formatBytes, freeSpace, untarZstd } from '../drivers/archive'
@@ -32,6 +32,7 @@ import type { LevelSteps } from './rollback-request'
 import type { Step } from './run-steps'
 import { activeColor, targetReady, type Service } from './service'
 import { configEntryPath, estimateSnapshotBytes, takeSnapshot } from './snapshot'
+import { finalValidationStep } from './final-validation'
 import { sleep } from '../drivers/sleep'
 import { unusedPath } from '../drivers/paths'
 import { foreignBackup } from '../drivers/sqlite-identity'
@@ -162,6 +163,14 @@ export const level3Steps: LevelSteps = (service, record, req) => {
   /** systemd: the target colour's checkout then (pre-flight) and the commit the recovery point recorded for it. */
   let checkout: PlannedCheckout | undefined
 
+  /** The emergency snapshot of an interrupted run of this recovery point, when it is still there. */
+  const reusableSnapshot = (b: BackupInfo): string | undefined =>
+    interrupted?.backupId === b.id &&
+    interrupted.safetyBackupId &&
+    existsSync(store.pathOf(interrupted.safetyBackupId))
+      ? interrupted.safetyBackupId
+      : undefined
+
   const steps: Step[] = [
     {
       name: 'Emergency assessment',
@@ -226,6 +235,9 @@ export const level3Steps: LevelSteps = (service, record, req) => {
         (systemd ? ", the target's checkout can move to the recorded commit" : ''),
       async run() {
         const b = need()
+        // A resumed run reuses the interrupted run's emergency snapshot: the database it finds may be the one that run
+        // stopped or half restored.
+        if (!reusableSnapshot(b)) await databaseReachable(config, req.allowUncapturedDatabase === true, log)
         // The reads that take time run at once (2 vCPUs: zstd and tar in children, pg_verifybackup, the hashing in
         // this process): the data archives extracted beside their directories, and the database capture (dump
         // readable, base backup extracted and verified). Each streams its archive through sha256 on the way, so the
@@ -264,7 +276,13 @@ export const level3Steps: LevelSteps = (service, record, req) => {
         const [data, database] = await Promise.allSettled([
           timed('data archives', prepareData),
           timed('database', () =>
-            checkDatabaseBackup(service, b, { toTime: req.toTime, log, hashed, prepareLogical: true })
+            checkDatabaseBackup(service, b, {
+              toTime: req.toTime,
+              log,
+              hashed,
+              prepareLogical: true,
+              readOnly: req.dryRun
+            })
           )
         ])
         // (What was unpacked is removed by rollback() when the run ends without using it.)
@@ -321,12 +339,7 @@ export const level3Steps: LevelSteps = (service, record, req) => {
         `capture the current (bad) state, database included, to ${config.backups.dir}/rollback-safety-<id>`,
       async run({ signal }) {
         const b = need()
-        const reuse =
-          interrupted?.backupId === b.id &&
-          interrupted.safetyBackupId &&
-          existsSync(store.pathOf(interrupted.safetyBackupId))
-            ? interrupted.safetyBackupId
-            : undefined
+        const reuse = reusableSnapshot(b)
         if (reuse) {
           record.safetyBackupId = reuse
           writeJournal(config.state.dir, { ...interrupted!, runId: record.id })
@@ -334,6 +347,19 @@ export const level3Steps: LevelSteps = (service, record, req) => {
         }
         const info = await takeSnapshot(service, { safety: true, emergency: true, signal })
         record.safetyBackupId = info.id
+        const uncaptured = info.manifest.database?.error
+        if (uncaptured !== undefined && !req.allowUncapturedDatabase)
+          throw new UserError(
+            `the emergency snapshot ${info.id} did not capture the database (${uncaptured}): Level 3 would replace the ` +
+              'database with no copy of the state it replaces, so nothing was stopped. Fix what kept it from being captured ' +
+              '(free disk in backups.dir, database.url) and run again; or, if the database is beyond capture, run again ' +
+              'with --allow-uncaptured-database (recorded in the run and the history)',
+            'database_not_captured'
+          )
+        if (uncaptured !== undefined)
+          log.warn(
+            `--allow-uncaptured-database: going on although the emergency snapshot did not capture the database (${uncaptured})`
+          )
         writeJournal(config.state.dir, {
           runId: record.id,
           backupId: b.id,
@@ -341,9 +367,10 @@ export const level3Steps: LevelSteps = (service, record, req) => {
           safetyBackupId: info.id,
           startedAt: record.startedAt
         })
-        const dbNote = info.manifest.database?.error
-          ? `; database NOT captured: ${info.manifest.database.error}`
-          : ''
+        const dbNote =
+          uncaptured !== undefined
+            ? `; database NOT captured: ${uncaptured} (going on: --allow-uncaptured-database)`
+            : ''
         return `${info.id} (${info.manifest.files.length} files, ${formatBytes(info.sizeBytes)})${dbNote}`
       }
     },
@@ -478,7 +505,8 @@ export const level3Steps: LevelSteps = (service, record, req) => {
       kind: 'destructive',
       budgetSeconds: 180,
       describe: () =>
-        `start the target that ran the backup's live version, wait for health, point nginx at it`,
+        `start the target that ran the backup's live version, wait for health, point nginx at it; start the other ` +
+        'target too when the backup recorded it running (so that a later Level 1 can switch to it)',
       async run({ signal }) {
         const started = await runtime.start(color)
         const deadline = Date.now() + config.health.waitSeconds * 1000
@@ -505,9 +533,10 @@ export const level3Steps: LevelSteps = (service, record, req) => {
           `active=${color} version=${config.targets[color].version} (level 3, run ${record.id})`
         )
         const served = await confirmServedBy(service, color, config.health.confirmRequests, signal)
+        const standby = await startStandby(service, need(), otherColor(color), signal)
         return (
           `${label(color)} ${started}${onCommit ? ` on commit ${shortCommit(onCommit)} (the backup's)` : ''}, ${ready.detail}; nginx ${before === config.targets[color].upstream ? 'reloaded' : `switched from ${before ?? 'nothing'}`}; ` +
-          `${config.health.confirmRequests} consecutive responses from ${color} in ${served.ms} ms`
+          `${config.health.confirmRequests} consecutive responses from ${color} in ${served.ms} ms; ${standby}`
         )
       }
     },
@@ -584,9 +613,106 @@ export const level3Steps: LevelSteps = (service, record, req) => {
           `restored to ${restoredTo}; data-loss window ${windowSeconds} s (${Math.round(windowSeconds / 60)} min); ${note}`
         )
       }
-    }
+    },
+    finalValidationStep(service, record, {
+      name: 'Comprehensive validation',
+      budgetSeconds: 240,
+      thorough: true
+    })
   ]
   return steps
+}
+
+/**
+ * Pre-flight: the database answers at database.url. The emergency snapshot captures it through that URL; one that
+ * does not answer — the database down, or a mistake in the URL (a wrong port) while the cluster is healthy — is
+ * found here, before anything stops. Going on anyway takes --allow-uncaptured-database.
+ */
+async function databaseReachable(config: Config, allow: boolean, log: Service['log']): Promise<void> {
+  const db = config.database
+  if (!db) return
+  const ping = await databasePing(db)
+  if (ping.ok) return
+  const where = db.kind === 'postgres' ? `database.url (${redactUrl(db.url)})` : `database.path (${db.path})`
+  const running = db.kind === 'postgres' ? clusterPort(db.dataDir) : undefined
+  const hint =
+    running !== undefined && db.kind === 'postgres'
+      ? ` — the cluster in ${db.dataDir ?? '?'} is running on port ${running}: is the URL's port right?`
+      : ''
+  if (allow) {
+    log.warn(
+      `--allow-uncaptured-database: the database does not answer at ${where} (${ping.detail})${hint}; going on`
+    )
+    return
+  }
+  throw new UserError(
+    `the database does not answer at ${where}: ${ping.detail}${hint}. The emergency snapshot could not capture it, ` +
+      'so Level 3 would replace it with no copy of the state it replaces; nothing was stopped. Fix ' +
+      `${db.kind === 'postgres' ? 'database.url' : 'database.path'} in backout.yml if it is wrong; if the database is ` +
+      'really down and beyond capture, run again with --allow-uncaptured-database',
+    'database_unreachable'
+  )
+}
+
+/** The URL without its password. */
+function redactUrl(url: string): string {
+  try {
+    const u = new URL(url)
+    if (u.password) u.password = '***'
+    return u.toString()
+  } catch {
+    return '<database.url>'
+  }
+}
+
+/** The port of the cluster running in dataDir (postmaster.pid's 4th line), if one runs there. */
+function clusterPort(dataDir: string | undefined): number | undefined {
+  if (!dataDir) return undefined
+  try {
+    const lines = readFileSync(path.join(dataDir, 'postmaster.pid'), 'utf8').split('\n')
+    const port = Number(lines[3])
+    return Number.isInteger(port) && port > 0 ? port : undefined
+  } catch {
+    return undefined
+  }
+}
+
+/**
+ * The runbook's Step 7 starts all services: the target that was the standby when the backup was taken is started
+ * again when the backup recorded it running (containers.json), so that a later Level 1 has a target to switch to.
+ */
+async function startStandby(
+  service: Service,
+  b: BackupInfo,
+  standby: Color,
+  signal: AbortSignal
+): Promise<string> {
+  const { config, runtime } = service
+  const label = `${standby} ${config.targets[standby].version}`
+  let recorded: boolean | undefined
+  try {
+    const state = JSON.parse(readFileSync(path.join(b.dir, 'containers.json'), 'utf8')) as {
+      targets?: Record<string, { running?: boolean }>
+    }
+    recorded = state.targets?.[standby]?.running
+  } catch {
+    recorded = undefined
+  }
+  if (recorded !== true)
+    return `${label} left stopped (the backup recorded it ${recorded === false ? 'stopped' : 'in no state'})`
+  const how = (await runtime.state(standby)).running ? 'already running' : await runtime.start(standby)
+  const deadline = Date.now() + config.health.waitSeconds * 1000
+  let ready = await targetReady(config, standby, signal)
+  while (!ready.ready && Date.now() < deadline && !signal.aborted) {
+    await sleep(Math.min(config.health.intervalSeconds * 1000, 500), signal)
+    ready = await targetReady(config, standby, signal)
+  }
+  if (!ready.ready)
+    throw new OperationError(
+      `the standby ${label} (running when the backup was taken) did not become ready: ${ready.detail}`,
+      'standby_unhealthy'
+    )
+  return `standby ${label} ${how}, ${ready.detail} (as the backup recorded)`
 }
 
 async function rowCountsProbe(url: string): Promise<string[]> {

@@ -11,6 +11,11 @@ export interface RollbackRequest {
   reason: string
   dryRun: boolean
   confirm: RunStepsOptions['confirm']
+  /**
+   * Level 3: go on although the emergency snapshot did not capture the database (it does not answer, or cannot be
+   * written): the operator's explicit, logged decision — recorded in the run's reason and the history.
+   */
+  allowUncapturedDatabase?: boolean
   crashAfterStep?: number
 }
 

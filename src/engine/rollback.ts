@@ -43,7 +43,9 @@ function runLevel(service: Service, req: RollbackRequest): Promise<OperationResu
     config,
     operation: 'rollback',
     level: req.level,
-    reason: req.reason,
+    reason: req.allowUncapturedDatabase
+      ? `${req.reason} [override: --allow-uncaptured-database]`
+      : req.reason,
     dryRun: req.dryRun,
     log: service.log,
     rtoSeconds: (req.level === 1 ? rto.level1 : req.level === 2 ? rto.level2 : rto.level3) * 60,

@@ -1,6 +1,7 @@
 import { OperationError, UserError, messageOf } from '../core/errors'
 import type { Logger } from '../core/logger'
 import type { RunRecord, StepRecord } from '../core/run-record'
+import { runWithStepSignal } from '../drivers/step-signal'
 
 /**
  * A step of a level, named as in the runbook. `read` steps only look and run in --dry-run too; `write`
@@ -35,6 +36,11 @@ export interface RunStepsOptions {
   /** Test hook: the process kills itself right after this step finished (fault-injection tests). */
   crashAfterStep?: number
   now?: () => Date
+  /**
+   * After a deadline aborts a step, how long its work gets to stop (its commands are killed) before the run
+   * reports anyway; default 30 s.
+   */
+  abortGraceMs?: number
 }
 
 /** Each step's deadline: its share of the RTO, in proportion to the runbook's time for it. */
@@ -44,25 +50,49 @@ export function stepDeadlines(steps: readonly Step[], rtoSeconds: number): numbe
   return steps.map(s => Math.round(s.budgetSeconds * scale * 10) / 10)
 }
 
-function withDeadline<T>(
+/**
+ * Runs `work` with a deadline. The work runs inside the step's signal (step-signal.ts), so every command it starts
+ * and every wait it makes stop when the deadline aborts it. A deadline does not return at once: it waits for the
+ * work to end (up to graceMs), so that the lock is released and prepared files are removed only when nothing of
+ * the step is still running.
+ */
+async function withDeadline<T>(
   work: (signal: AbortSignal) => Promise<T>,
   seconds: number,
-  name: string
+  name: string,
+  graceMs: number,
+  log: Logger
 ): Promise<T> {
   const controller = new AbortController()
+  const running = runWithStepSignal(controller.signal, () => work(controller.signal))
+  const ended = running.then(
+    () => true,
+    () => true
+  )
   let timer: NodeJS.Timeout | undefined
-  const expired = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => {
-      reject(
-        new OperationError(
-          `step "${name}" passed its deadline of ${seconds}s (its share of the RTO)`,
-          'deadline'
-        )
-      )
-      controller.abort()
-    }, seconds * 1000)
+  const expired = new Promise<false>(resolve => {
+    timer = setTimeout(() => resolve(false), seconds * 1000)
   })
-  return Promise.race([work(controller.signal), expired]).finally(() => clearTimeout(timer))
+  const done = await Promise.race([ended, expired])
+  clearTimeout(timer)
+  if (done) return running
+  const message = `step "${name}" passed its deadline of ${seconds}s (its share of the RTO)`
+  controller.abort(new OperationError(message, 'deadline'))
+  log.warn(`${message}: stopping its work`)
+  let grace: NodeJS.Timeout | undefined
+  const stopped = await Promise.race([
+    ended,
+    new Promise<false>(resolve => {
+      grace = setTimeout(() => resolve(false), graceMs)
+    })
+  ])
+  clearTimeout(grace)
+  throw new OperationError(
+    stopped
+      ? `${message}; its work was stopped`
+      : `${message}; its work did not stop within ${graceMs / 1000}s of the abort and may still be running`,
+    'deadline'
+  )
 }
 
 /**
@@ -78,6 +108,8 @@ export async function runSteps(
   const now = options.now ?? (() => new Date())
   const deadlines = stepDeadlines(steps, options.rtoSeconds)
   let confirmed = false
+  /** Whether a step that changes the service has started: from then on, no failure means "nothing changed". */
+  let changed = false
   // A dry run looks (the read steps up to the first change) and plans the rest: later reads depend on changes.
   const firstChange = steps.findIndex(s => s.kind !== 'read')
   for (const [index, step] of steps.entries()) {
@@ -108,9 +140,16 @@ export async function runSteps(
     }
     record.steps.push(entry)
     const started = performance.now()
+    if (step.kind === 'destructive') changed = true
     try {
       entry.detail = await options.log.group(step.name, () =>
-        withDeadline(signal => step.run({ signal, log: options.log }), deadlineSeconds, step.name)
+        withDeadline(
+          signal => step.run({ signal, log: options.log }),
+          deadlineSeconds,
+          step.name,
+          options.abortGraceMs ?? 30_000,
+          options.log
+        )
       )
       options.log.info(`✓ ${step.name}: ${entry.detail}`)
     } catch (e) {
@@ -124,6 +163,13 @@ export async function runSteps(
           detail: 'not run: an earlier step failed',
           destructive: later.kind === 'destructive'
         })
+      // A refusal means nothing changed (exit 2, escalatable): once the service was changed, it is a failure that
+      // keeps the refusal's reason code.
+      if (changed && e instanceof UserError)
+        throw new OperationError(
+          `${e.message} (after "${steps.find(s => s.kind === 'destructive')?.name ?? step.name}" had changed the service)`,
+          e.reasonCode
+        )
       throw e
     } finally {
       entry.endedAt = now().toISOString()

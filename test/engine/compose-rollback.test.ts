@@ -41,10 +41,12 @@ const LEVEL2_STEPS = [
   'Safety backup',
   'Stop current deployment',
   'Roll back database migrations',
+  'Database integrity check',
   'Restore configuration',
   'Deploy previous version',
   'Wait for health',
-  'Report'
+  'Report',
+  'Final validation'
 ]
 
 async function dataOf(

@@ -1,6 +1,7 @@
 import { cpSync, existsSync, mkdirSync, readFileSync, readdirSync, rmSync, writeFileSync } from 'node:fs'
 import path from 'node:path'
 import { parse as parseYaml, stringify as toYaml } from 'yaml'
+import { exitCodeFor } from '../../src/core/errors'
 import { MemoryLogger } from '../../src/core/logger'
 import type { RunRecord } from '../../src/core/run-record'
 import { timelineText } from '../../src/core/timeline'
@@ -10,6 +11,7 @@ import { pgQuery } from '../../src/drivers/database'
 import { readPid } from '../../src/drivers/process'
 import { downSql, loadDownPlan } from '../../src/drivers/sql-migrations'
 import { sqliteExec } from '../../src/drivers/sqlite-cli'
+import { isEscalatable } from '../../src/engine/escalate'
 import { rollback } from '../../src/engine/rollback'
 import { createService, type Service } from '../../src/engine/service'
 import { takeSnapshot } from '../../src/engine/snapshot'
@@ -26,13 +28,18 @@ const STEPS = [
   'Safety backup',
   'Stop current deployment',
   'Roll back database migrations',
+  'Database integrity check',
   'Restore configuration',
   'Deploy previous version',
   'Wait for health',
-  'Report'
+  'Report',
+  'Final validation'
 ]
 
 let sb: TestSandbox | undefined
+const setSandbox = (s: TestSandbox): void => {
+  sb = s
+}
 afterEach(async () => {
   await sb?.down()
   sb = undefined
@@ -207,10 +214,16 @@ test('rollback --level 1 --escalate: Level 1 refuses (blue is down), Level 2 run
   expect(history[1]).toMatch(/LEVEL=2 FROM=v2\.5\.0 TO=v2\.4\.9 .*STATUS=success/)
 })
 
-test('SQLite + Alembic: Level 2 downgrades to the backup’s revision, `alembic current` equals it, rows intact', async () => {
-  const R2 = 'b2f0c0de0002'
-  const R3 = 'c3f0c0de0003'
-  sb = await startSandbox()
+const R2 = 'b2f0c0de0002'
+const R3 = 'c3f0c0de0003'
+
+/**
+ * The sandbox (nginx, blue and green) with its database swapped for a VBRPG-like SQLite + Alembic project: the
+ * release record of v2.4.9 at revision b2 with data, then the deployment of v2.5.0 (migration c3, green live).
+ */
+async function vbrpgDeployed() {
+  const sb = await startSandbox()
+  setSandbox(sb)
   // The same sandbox (nginx, blue and green), with its database swapped for a VBRPG-like SQLite + Alembic project.
   const project = path.join(sb.dir, 'vbrpg')
   cpSync(path.join(__dirname, '../fixtures/alembic-app'), project, { recursive: true })
@@ -257,6 +270,11 @@ test('SQLite + Alembic: Level 2 downgrades to the backup’s revision, `alembic 
   await service.nginx.switchUpstream(config.targets.green.upstream, 'active=green (test: v2.5.0 deployment)')
   expect(await alembic.current()).toEqual([R3])
 
+  return { sb, service, db, alembic, release, rows, before }
+}
+
+test('SQLite + Alembic: Level 2 downgrades to the backup’s revision, `alembic current` equals it, rows intact', async () => {
+  const { sb, service, db, alembic, release, rows, before } = await vbrpgDeployed()
   const dry = await level2(service, { dryRun: true })
   expect(dry.error).toBeUndefined()
   const planned = dry.record.steps.find(s => s.name === 'Roll back database migrations')?.detail ?? ''
@@ -279,4 +297,23 @@ test('SQLite + Alembic: Level 2 downgrades to the backup’s revision, `alembic 
   expect(await rows()).toBe(before)
   expect(read(sb.dir, 'config/.env')).toContain('IMAGE_TAG=v2.4.9')
   expect(new Set(await whoServes(sb.nginxUrl, 20))).toEqual(new Set(['blue']))
+})
+
+test('SQLite + Alembic: rows that break a foreign key after the downgrade fail the run (exit 1), never a success', async () => {
+  const { sb, service, db, alembic } = await vbrpgDeployed()
+  // v2.5.0 wrote a room whose host does not exist (SQLite does not enforce foreign keys unless asked to).
+  await sqliteExec(
+    db,
+    "INSERT INTO game_rooms (code, host_player_id, status) VALUES ('ORPHAN', 999999, 'open');"
+  )
+  const { record, error } = await level2(service)
+  expect(exitCodeFor(error)).toBe(1)
+  expect(record.status).toBe('failed')
+  expect(record.reasonCode).toBe('integrity_failed')
+  const check = record.steps.find(s => s.name === 'Database integrity check')
+  expect(check?.status).toBe('failed')
+  expect(check?.detail).toMatch(/foreign_key_check: 1 violations/)
+  expect(await alembic.current()).toEqual([R2]) // the downgrade ran; the database it left is not sound
+  expect(read(sb.dir, 'rollback_history.log')).toMatch(/LEVEL=2 .*STATUS=failed/)
+  expect(isEscalatable(record.reasonCode)).toBe(true) // Level 3 is what helps now
 })

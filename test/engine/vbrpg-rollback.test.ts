@@ -158,6 +158,8 @@ function loadConfigFor(
       },
       health: { confirmRequests: 5, waitSeconds: options.waitSeconds ?? 30, intervalSeconds: 1 },
       stop: { timeoutSeconds: 10 },
+      // Level 2 and 3 end with the thorough validation: monitor briefly here, not the runbook's 2 minutes.
+      validate: { durationSeconds: 4, intervalSeconds: 2 },
       database: {
         kind: 'sqlite',
         path: 'vbrpg/data/vbrpg.db',
@@ -398,12 +400,14 @@ maybe('VBRPG rollbacks on a real systemd + git, nginx, SQLite and alembic', () =
 
     // Step 1: roll the migration back (Level 2: downgrade, blue on its recorded commit).
     let t = Date.now()
+    // The VBRPG checklist's integrity check after the downgrade finds them: Level 2 fails (exit 1, escalatable)
+    // rather than report a success on a database with dangling rows.
     const l2 = await level2(service)
-    expect(l2.error).toBeUndefined()
-    expect(l2.record.status).toBe('success')
+    expect(l2.record.status).toBe('failed')
+    expect(l2.record.reasonCode).toBe('integrity_failed')
+    expect(stepDetail(l2.record, 'Database integrity check')).toMatch(/foreign_key_check: 10 violations/)
     console.log(`Level 2: ${Date.now() - t} ms`)
     expect(await alembicCurrent(alembic)).toEqual([R2])
-    await expectBlueOnV1(config)
 
     // Step 2: PRAGMA foreign_key_check — the downgrade kept the dangling rooms.
     const dangling = await foreignKeyCheck(db)

@@ -12,8 +12,8 @@ import { runCli, startSandbox, whoServes, type TestSandbox } from '../support/cl
  * every row kept; Level 3: each critical table equal, md5 of every row, to the release snapshot), and every safety
  * backup it relies on verifies.
  */
-const LEVEL2_STEPS = 8
-const LEVEL3_STEPS = 11
+const LEVEL2_STEPS = 10
+const LEVEL3_STEPS = 12
 const tried = { 2: 0, 3: 0 }
 afterAll(() => {
   process.stdout.write(
@@ -104,6 +104,12 @@ function expectGreenStopped(sb: TestSandbox): void {
   expect(green === undefined || !isAlive(green)).toBe(true)
 }
 
+/** Level 3 starts all services (runbook Step 7): green, the standby when the release snapshot was taken, runs again. */
+function expectGreenRunning(sb: TestSandbox): void {
+  const green = readPid(path.join(sb.dir, 'run/green.pid'))
+  expect(green !== undefined && isAlive(green)).toBe(true)
+}
+
 async function crashThenRerun(sb: TestSandbox, level: 2 | 3, n: number): Promise<RunJson> {
   const target = releaseSnapshot(sb)
   const args = [
@@ -188,7 +194,7 @@ describe('Level 3', () => {
       expect(await schemaVersion(url)).toBe('104')
       expect(existsSync(path.join(sb.dir, 'state/level3-journal.json'))).toBe(false)
       expect(new Set(await whoServes(sb.nginxUrl, 20))).toEqual(new Set(['blue']))
-      expectGreenStopped(sb)
+      expectGreenRunning(sb)
       await expectSafetyBackupsVerify(sb, record)
     } finally {
       await sb.down()
