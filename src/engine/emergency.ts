@@ -1,5 +1,4 @@
 import {
-  appendFileSync,
   copyFileSync,
   existsSync,
   mkdirSync,
@@ -9,18 +8,19 @@ import {
   statSync,
   writeFileSync
 } from 'node:fs'
-import { userInfo } from 'node:os'
 import path from 'node:path'
-import type { Color, Config } from '../core/config'
+import type { Color } from '../core/config'
 import { UserError, messageOf } from '../core/errors'
 import { formatBackupId } from '../core/run-record'
 import { sha256File, tarZstd } from '../drivers/archive'
 import { dockerFor, type ComposeRuntime } from '../drivers/compose'
 import { readPid, runningPid } from '../drivers/process'
-import { diskSpace, dockerDaemon, knownPorts, listening, targetState } from './assess'
+import { diskSpace, dockerDaemon, knownPorts, listening, targetState } from './probes'
+import { securityHoldFile, whoAmI, writeBreachRecord, type SecurityHold } from './security-hold'
 import type { OperationResult } from './operation'
 import { rollback, type RollbackRequest } from './rollback'
 import { activeColor, targetReady, type Service } from './service'
+import { recommend, recommendationText, type Recommendation } from './recommend'
 import { takeSnapshot } from './snapshot'
 import { processLogFile, recentLogErrors } from './validate'
 
@@ -34,59 +34,7 @@ const COLORS: readonly Color[] = ['blue', 'green']
 // ---------------------------------------------------------------------------------------------------------------
 // Security hold
 
-/**
- * The hold file. Its name is also checked at the top of runOperation (src/engine/operation.ts), which cannot import
- * this module (operation → emergency → rollback → operation would be a cycle).
- */
-export function securityHoldFile(config: Config): string {
-  return path.join(config.state.dir, 'security-hold')
-}
-
-export interface SecurityHold {
-  since: string
-  reason: string
-  by: string
-  evidence?: string
-}
-
-export function readSecurityHold(config: Config): SecurityHold | undefined {
-  const file = securityHoldFile(config)
-  if (!existsSync(file)) return undefined
-  try {
-    return JSON.parse(readFileSync(file, 'utf8')) as SecurityHold
-  } catch {
-    return { since: statSync(file).mtime.toISOString(), reason: '(unreadable hold file)', by: 'unknown' }
-  }
-}
-
-function whoAmI(): string {
-  try {
-    return userInfo().username
-  } catch {
-    return process.env.USER ?? 'unknown'
-  }
-}
-
-/** Lifts the security hold; the release (who, why, when, and the hold it lifted) is kept in state/security-hold.log. */
-export function releaseSecurityHold(config: Config, reason: string): SecurityHold {
-  if (!reason.trim())
-    throw new UserError(
-      'emergency release needs --reason TEXT: say who approved the restart and why',
-      'bad_argument'
-    )
-  const hold = readSecurityHold(config)
-  if (!hold)
-    throw new UserError(
-      `there is no security hold (${securityHoldFile(config)}) — nothing to release`,
-      'no_hold'
-    )
-  appendFileSync(
-    path.join(config.state.dir, 'security-hold.log'),
-    JSON.stringify({ releasedAt: new Date().toISOString(), releasedBy: whoAmI(), reason, hold }) + '\n'
-  )
-  rmSync(securityHoldFile(config))
-  return hold
-}
+export { readSecurityHold, releaseSecurityHold, securityHoldFile, type SecurityHold } from './security-hold'
 
 // ---------------------------------------------------------------------------------------------------------------
 // Complete service outage
@@ -105,7 +53,8 @@ export interface OutageReport {
   disk: { low: boolean; detail: string; prunable: string[] }
   ports: { name: string; address: string; open: boolean }[]
   logs: { color: Color; source: string; errors: string[] }[]
-  recommendation: { level: 1 | 2; why: string; command: string }
+  /** The recommended action, its level's plan checked by a dry run. */
+  recommendation: Recommendation
 }
 
 /** Diagnostics for a complete outage, and the recommended action. Changes nothing. */
@@ -146,23 +95,11 @@ export async function outageDiagnostics(service: Service): Promise<OutageReport>
       })
     ).then(list => list.filter(x => x !== undefined))
   ])
-  // "Try with last known good version": the previous target, when it is healthy, is one switch away (Level 1).
-  const previous = active ? (active === 'blue' ? 'green' : 'blue') : undefined
-  const previousTarget = targets.find(t => t.color === previous)
-  const recommendation =
-    previousTarget?.ready === true
-      ? {
-          level: 1 as const,
-          why: `the previous target ${previousTarget.color} ${previousTarget.version} is healthy: switch back to it (Level 1)`,
-          command: 'backout rollback --level 1'
-        }
-      : {
-          level: 2 as const,
-          why: previous
-            ? `the previous target ${previous} is not healthy (${previousTarget?.detail ?? 'unknown'}): Level 2 redeploys the last known good version`
-            : 'nginx points at neither target: Level 2 redeploys the last known good version',
-          command: 'backout rollback --level 2'
-        }
+  // The runbook: check Docker and disk, then "try with last known good version" — whatever runs, checked first.
+  const recommendation = await recommend(service, {
+    wanted: 1,
+    nginxListening: ports.find(p => p.name === 'nginx')?.open ?? false
+  })
   return { active, targets, docker, disk, ports, logs, recommendation }
 }
 
@@ -184,8 +121,7 @@ export function outageText(r: OutageReport): string {
         ])
       : ['  logs: none to read']),
     '',
-    `Recommended: Level ${r.recommendation.level} — ${r.recommendation.why}`,
-    `  ${r.recommendation.command}`,
+    recommendationText(r.recommendation),
     '  If that fails too: restore from the infrastructure backup (contact the infrastructure team).'
   ].join('\n')
 }
@@ -328,7 +264,13 @@ function processInfo(pidFile: string): Record<string, unknown> {
  */
 export async function securityIsolate(
   service: Service,
-  options: { reason: string; configFile?: string; now?: Date }
+  options: {
+    reason: string
+    configFile?: string
+    now?: Date
+    /** When the breach happened, if known to be earlier than now: backups from then on are never a default recovery point. */
+    breachAt?: string
+  }
 ): Promise<SecurityResult> {
   const { config, runtime, log, nginx } = service
   const now = options.now ?? new Date()
@@ -339,6 +281,12 @@ export async function securityIsolate(
   const evidence = path.join(config.backups.dir, `evidence-${ts}.tar.zst`)
   const held: SecurityHold = { since: now.toISOString(), reason: options.reason, by: whoAmI(), evidence }
   writeFileSync(hold, JSON.stringify(held, null, 2) + '\n')
+  writeBreachRecord(config, {
+    breachAt: options.breachAt ?? now.toISOString(),
+    recordedAt: now.toISOString(),
+    reason: options.reason,
+    evidence
+  })
   log.info(
     `security hold in place: ${hold} — nothing restarts until \`backout emergency release --reason ...\``
   )

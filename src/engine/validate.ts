@@ -8,7 +8,7 @@ import { runCommand } from '../drivers/exec'
 import { field, probe } from '../drivers/http'
 import { sampleHttp } from '../drivers/http-sampler'
 import { runningPid } from '../drivers/process'
-import { listening, nginxAddress, targetState } from './assess'
+import { listening, nginxAddress, targetState } from './probes'
 import { activeColor, answeredBy, probeThroughNginx, type Service } from './service'
 import { sleep } from '../drivers/sleep'
 
