@@ -26,6 +26,7 @@ import { analyse } from '../engine/incident'
 import { latestRunRecord, readRunRecord } from '../engine/operation'
 import { assessText, runDemo } from './demo'
 import { assess } from '../engine/assess'
+import { recommendationText } from '../engine/recommend'
 import { checksText, validate } from '../engine/validate'
 import {
   dbCorruption,
@@ -241,7 +242,10 @@ export function buildProgram(log: Logger, setExit: (code: number) => void): Comm
         rounds: o.rounds,
         failureLimit: o.failureLimit
       })
-      out().result(assessText(report), report)
+      out().result(
+        assessText(report) + (report.recommendation ? `\n${recommendationText(report.recommendation)}` : ''),
+        report
+      )
     })
 
   program
@@ -282,9 +286,10 @@ export function buildProgram(log: Logger, setExit: (code: number) => void): Comm
       'database corruption: stop the live target now, take an emergency snapshot, then Level 3 on confirmation'
     )
     .option('-t, --target <id>', 'the backup Level 3 recovers to (default: the newest good snapshot)')
+    .option('--to-time <iso>', 'recover the database to this moment by WAL replay (Level 3 --to-time)')
     .option('--auto-confirm', 'do not ask for ROLLBACK before Level 3 (for automation)')
     .option('-r, --reason <text>', 'why (goes into the history log)', 'emergency: database corruption')
-    .action(async (o: { target?: string; autoConfirm?: boolean; reason: string }) => {
+    .action(async (o: { target?: string; toTime?: string; autoConfirm?: boolean; reason: string }) => {
       const service = serviceFrom(globals(), log)
       const confirm = o.autoConfirm
         ? (): Promise<boolean> => Promise.resolve(true)
@@ -296,7 +301,12 @@ export function buildProgram(log: Logger, setExit: (code: number) => void): Comm
               )
               return Promise.resolve(false)
             }
-      const r = await dbCorruption(service, { confirm, target: o.target, reason: o.reason })
+      const r = await dbCorruption(service, {
+        confirm,
+        target: o.target,
+        toTime: o.toTime,
+        reason: o.reason
+      })
       out().result(
         [
           ...Object.entries(r.stopped).map(([c, how]) => `shutdown: ${c} ${how}`),
@@ -320,10 +330,15 @@ export function buildProgram(log: Logger, setExit: (code: number) => void): Comm
       'security breach: hold every restart, stop both targets, collect the evidence into a checksummed archive'
     )
     .option('-r, --reason <text>', 'what was seen', 'security breach')
-    .action(async (o: { reason: string }) => {
+    .option(
+      '--since <iso>',
+      'when the breach happened, if earlier than now (backups from then on are not restored)'
+    )
+    .action(async (o: { reason: string; since?: string }) => {
       const r = await securityIsolate(serviceFrom(globals(), log), {
         reason: o.reason,
-        configFile: configPath(globals().config)
+        configFile: configPath(globals().config),
+        breachAt: o.since
       })
       out().result(
         [
@@ -331,7 +346,11 @@ export function buildProgram(log: Logger, setExit: (code: number) => void): Comm
           `evidence: ${r.evidence} (${r.files.length} files, SHA256SUMS inside; sha256 ${r.sha256})`,
           ...r.forensicImages.map(i => `forensic image: ${i}`),
           ...r.notes.map(n => `note: ${n}`),
-          `security hold: ${r.hold} — DO NOT RESTART until the security team approves; then: backout emergency release --reason TEXT`
+          `security hold: ${r.hold} — DO NOT RESTART until the security team approves; then: backout emergency release --reason TEXT`,
+          `block external access now (nginx listens on ${r.ports.join(', ')}):`,
+          ...r.blockCommands.map(c => `  ${c}`),
+          'next:',
+          ...r.nextSteps.map(n => `  ${n}`)
         ].join('\n'),
         r
       )

@@ -31,6 +31,7 @@ import type { LevelSteps } from './rollback-request'
 import type { Step } from './run-steps'
 import { activeColor, targetReady, type Service } from './service'
 import { configEntryPath, estimateSnapshotBytes, takeSnapshot } from './snapshot'
+import { isPostBreach } from './security-hold'
 import { sleep } from '../drivers/sleep'
 import { unusedPath } from '../drivers/paths'
 import { discardExtraction, manifestSha, prepareExtraction, readyExtraction } from './prepared'
@@ -190,7 +191,8 @@ export const level3Steps: LevelSteps = (service, record, req) => {
           req.target ?? (interrupted && interrupted.toTime === req.toTime ? interrupted.backupId : undefined)
         if (id) backup = store.get(id)
         else {
-          backup = store.list().find(b => b.manifest.kind === 'snapshot')
+          // After a security breach, a backup taken since may hold what the attacker left: never the default.
+          backup = store.list().find(b => b.manifest.kind === 'snapshot' && !isPostBreach(config, b))
           if (!backup)
             throw new UserError(
               `there is no snapshot in ${config.backups.dir} to recover to — Level 3 needs one (backout snapshot takes one; ` +
