@@ -22,7 +22,7 @@ import { runAppServer } from '../sandbox/app-server'
 import { sandboxDown, sandboxUp } from '../sandbox/sandbox'
 import { ConsoleLogger } from './console-logger'
 import { incidentBody, incidentTitle, postMortemBody, stakeholderNotification } from '../core/incident'
-import { analyse } from '../engine/incident'
+import { analyse, incidentFacts } from '../engine/incident'
 import { latestRunRecord, readRunRecord } from '../engine/operation'
 import { assessText, runDemo } from './demo'
 import { assess } from '../engine/assess'
@@ -487,7 +487,8 @@ export function buildProgram(log: Logger, setExit: (code: number) => void): Comm
       'the incident report, post-mortem template and stakeholder notification for the last rollback (offline)'
     )
     .option('--run <id>', 'a run id from state/runs/ (default: the newest rollback)')
-    .action(async (o: { run?: string }) => {
+    .option('--full-diff', 'add the full config diff (stable → failed); .env-like files are never shown')
+    .action(async (o: { run?: string; fullDiff?: boolean }) => {
       const service = serviceFrom(globals(), log)
       const record = o.run
         ? readRunRecord(service.config, o.run)
@@ -497,11 +498,14 @@ export function buildProgram(log: Logger, setExit: (code: number) => void): Comm
           `no rollback has been recorded in ${service.config.state.dir}/runs yet`,
           'no_record'
         )
-      const analysis = await analyse(service, record)
-      const body = incidentBody(record, { analysis })
+      const analysis = await analyse(service, record, { fullDiff: o.fullDiff })
+      const facts = await incidentFacts(service, record)
+      const body = incidentBody(record, { analysis, ...facts })
+      const title = incidentTitle(record.reason, record)
+      const notification = stakeholderNotification(record, facts)
       out().result(
         [
-          `# ${incidentTitle(record.reason)}`,
+          `# ${title}`,
           '',
           body,
           '',
@@ -511,9 +515,9 @@ export function buildProgram(log: Logger, setExit: (code: number) => void): Comm
           '',
           '---',
           '',
-          stakeholderNotification(record)
+          notification
         ].join('\n'),
-        { title: incidentTitle(record.reason), body, notification: stakeholderNotification(record) }
+        { title, body, notification, facts }
       )
     })
 

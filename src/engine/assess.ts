@@ -34,6 +34,7 @@ import {
   targetState,
   withDeadline
 } from './probes'
+import { recordAssessment } from './observations'
 import { recommend, type Recommendation } from './recommend'
 
 export {
@@ -434,6 +435,11 @@ export async function assess(service: Service, options: AssessOptions = {}): Pro
   })
   if (space.low) assessment.reasons.push(diskReason(space.detail))
   const report: AssessReport = { assessment, measurements, probes, trafficSource: t.source }
+  try {
+    recordAssessment(config, assessment.severity, assessment.shouldRollback)
+  } catch (e) {
+    service.log.warn(`could not record the assessment in ${config.state.dir}: ${messageOf(e)}`)
+  }
   if (options.recommend === false) return report
   const started = performance.now()
   const nginxOpen = open.find(p => p.name === 'nginx')?.open ?? (await listening(nginxAddress(config)))

@@ -8,6 +8,7 @@ import { runCommand } from '../drivers/exec'
 import { field, probe } from '../drivers/http'
 import { sampleHttp } from '../drivers/http-sampler'
 import { runningPid } from '../drivers/process'
+import { recordValidation } from './observations'
 import { listening, nginxAddress, targetState } from './probes'
 import { activeColor, answeredBy, probeThroughNginx, type Service } from './service'
 import { sleep } from '../drivers/sleep'
@@ -429,7 +430,22 @@ export async function validate(service: Service, options: ValidateOptions): Prom
         )
       : skip('monitoring', 'quick validation (use --thorough)')
   )
-  return { passed: flat.every(c => c.status !== 'fail'), checks: flat }
+  const report = { passed: flat.every(c => c.status !== 'fail'), checks: flat }
+  const measured = (name: string): string | undefined => {
+    const c = flat.find(x => x.name === name)
+    return c && c.status !== 'skip' && !c.measured.startsWith('inconclusive') ? c.measured : undefined
+  }
+  try {
+    recordValidation(config, {
+      at: new Date().toISOString(),
+      passed: report.passed,
+      errorRate: measured('error rate'),
+      p95: measured('p95 latency')
+    })
+  } catch (e) {
+    service.log.warn(`could not record the validation in ${config.state.dir}: ${messageOf(e)}`)
+  }
+  return report
 }
 
 export function checksMarkdown(report: ValidationReport): string {
