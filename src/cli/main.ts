@@ -21,6 +21,7 @@ import { verifyBackup } from '../engine/verify'
 import { runAppServer } from '../sandbox/app-server'
 import { sandboxDown, sandboxUp } from '../sandbox/sandbox'
 import { ConsoleLogger } from './console-logger'
+import { followThrough, monitorChoice, parseSeconds, register as registerMonitor } from './commands/monitor'
 import { incidentBody, incidentTitle, postMortemBody, stakeholderNotification } from '../core/incident'
 import { analyse, incidentFacts } from '../engine/incident'
 import { latestRunRecord, readRunRecord } from '../engine/operation'
@@ -134,8 +135,12 @@ export function buildProgram(log: Logger, setExit: (code: number) => void): Comm
       'when the level fails or refuses, go on to the next one (asking again unless --auto-confirm)'
     )
     .option('-r, --reason <text>', 'why (goes into the history log and the incident)', 'manual rollback')
+    .option('--no-monitor', 'skip the monitoring window after a successful rollback')
+    .option('--monitor-seconds <n>', 'monitoring window (default: Level 1 120 s, others 900 s)', parseSeconds)
     .action(
       async (o: {
+        monitor: boolean
+        monitorSeconds?: number
         level?: Level
         target?: string
         toTime?: string
@@ -171,12 +176,17 @@ export function buildProgram(log: Logger, setExit: (code: number) => void): Comm
           confirm: confirmFor(level),
           crashAfterStep: crashHook()
         }
+        const follow = monitorChoice(o.monitor, o.monitorSeconds, log)
         if (!o.escalate) {
           const { record, error } = await rollback(service, req)
-          return reportRun(record, error)
+          reportRun(record, error)
+          if ((await followThrough(service, record, follow, log))?.passed === false) setExit(EXIT.failed)
+          return
         }
         const { results } = await rollbackWithEscalation(service, req, confirmFor)
         const last = results[results.length - 1]
+        if (last && (await followThrough(service, last.record, follow, log))?.passed === false)
+          setExit(EXIT.failed)
         out().result(
           results
             .map(r => timelineText(r.record) + (r.error ? `\n${r.record.status}: ${messageOf(r.error)}` : ''))
@@ -186,6 +196,13 @@ export function buildProgram(log: Logger, setExit: (code: number) => void): Comm
         if (last?.error) setExit(exitCodeFor(last.error))
       }
     )
+
+  registerMonitor(program, {
+    service: () => serviceFrom(globals(), log),
+    log,
+    print: (human, data) => out().result(human, data),
+    setExit
+  })
 
   program
     .command('check-migrations')

@@ -8,6 +8,7 @@ import { runCommand } from '../drivers/exec'
 import { field, probe } from '../drivers/http'
 import { sampleHttp } from '../drivers/http-sampler'
 import { runningPid } from '../drivers/process'
+import { readTraffic } from './monitor'
 import { recordValidation } from './observations'
 import { listening, nginxAddress, targetState } from './probes'
 import { activeColor, answeredBy, probeThroughNginx, type Service } from './service'
@@ -369,6 +370,31 @@ export async function validate(service: Service, options: ValidateOptions): Prom
       }
     })(),
     (async (): Promise<Check[]> => {
+      if (config.prometheus) {
+        // Prometheus when it is configured and has traffic in its window; else a sample through nginx.
+        const r = await readTraffic(service, { samples: options.samples ?? 40 })
+        const from =
+          r.source === 'prometheus'
+            ? `Prometheus, ${config.prometheus.window}`
+            : `sampled through nginx${r.why ? `; ${r.why}` : ''}`
+        if (r.errorRatePercent === undefined || r.p95Seconds === undefined) {
+          const why = `inconclusive: ${r.why ?? 'no answer'} (${from})`
+          return [
+            fail('error rate', why, `< ${th.errorRatePercent}%`),
+            fail('p95 latency', why, `< ${th.p95Ms} ms`)
+          ]
+        }
+        const p95 = Math.round(r.p95Seconds * 1000)
+        return [
+          verdict(
+            r.errorRatePercent < th.errorRatePercent,
+            'error rate',
+            `${r.errorRatePercent.toFixed(1)}% over ${r.requests} requests (${from})`,
+            `< ${th.errorRatePercent}%`
+          ),
+          verdict(p95 < th.p95Ms, 'p95 latency', `${p95} ms (${from})`, `< ${th.p95Ms} ms`)
+        ]
+      }
       const sample = await sampleHttp({
         url: `${config.nginx.url}/`,
         requests: options.samples ?? 40,

@@ -10,6 +10,7 @@ import { createPrometheus } from '../../src/drivers/prometheus'
 import { assess, listening } from '../../src/engine/assess'
 import { rollback } from '../../src/engine/rollback'
 import { createService, type Service } from '../../src/engine/service'
+import { validate } from '../../src/engine/validate'
 import { CLI, startSandbox, type TestSandbox } from '../support/cli'
 import { freePort } from '../support/ports'
 import { hasPrometheus, startPrometheus, type TestPrometheus } from '../support/prometheus'
@@ -207,6 +208,13 @@ run('assess on a real Prometheus', () => {
       expect(r.assessment.shouldRollback).toBe(false)
       expect(r.measurements.errorRatePercent).toBe(0)
       expect(r.measurements.failedHealthChecks).toBe(0)
+      // validate reads the error rate and p95 from Prometheus when it is configured
+      const checks = (await validate(service, { thorough: false })).checks
+      expect(checks.find(c => c.name === 'error rate')).toMatchObject({ status: 'pass' })
+      expect(checks.find(c => c.name === 'error rate')!.measured).toMatch(
+        /^0\.0% over \d+ requests \(Prometheus, 20s\)$/
+      )
+      expect(checks.find(c => c.name === 'p95 latency')!.measured).toMatch(/\(Prometheus, 20s\)$/)
     } finally {
       await load.stop()
     }
