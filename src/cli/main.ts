@@ -24,6 +24,7 @@ import { ConsoleLogger } from './console-logger'
 import { followThrough, monitorChoice, parseSeconds, register as registerMonitor } from './commands/monitor'
 import { incidentBody, incidentTitle, postMortemBody, stakeholderNotification } from '../core/incident'
 import { analyse, incidentFacts } from '../engine/incident'
+import { breachRecord, isPostBreach } from '../engine/security-hold'
 import { latestRunRecord, readRunRecord } from '../engine/operation'
 import { assessText, runDemo } from './demo'
 import { assess } from '../engine/assess'
@@ -422,9 +423,13 @@ export function buildProgram(log: Logger, setExit: (code: number) => void): Comm
       const problems = await service.store.verify(info.id)
       if (problems.length)
         throw new Error(`backup ${info.id} failed its own verification: ${problems.join('; ')}`)
+      const postBreach = isPostBreach(service.config, info)
       out().result(
-        `${info.id}  ${info.manifest.files.length} files, ${info.sizeBytes} bytes, verified`,
-        info.manifest
+        `${info.id}  ${info.manifest.files.length} files, ${info.sizeBytes} bytes, verified` +
+          (postBreach
+            ? `\nPOST-BREACH: taken after the recorded breach (${breachRecord(service.config)?.breachAt}) — it may hold what the attacker left; it is never a default recovery point`
+            : ''),
+        postBreach ? { ...info.manifest, postBreach } : info.manifest
       )
     })
 

@@ -40,3 +40,14 @@ test('markdown renders the VBRPG history table', () => {
   expect(md.split('\n')[0]).toBe('| Date | Version Rolled Back | Reason | Time to Recover | Notes |')
   expect(md).toContain('| 2025-12-01 | v2.4.8 | Database migration failure | 13 minutes |')
 })
+
+test('markdown says seconds for a run under a minute, never "1 minutes"', () => {
+  const line = (d: string): string =>
+    `[2025-12-03 10:00:00] LEVEL=1 FROM=v2 TO=v1 DURATION=${d} STATUS=success REASON="x"`
+  const md = historyMarkdown([line('0'), line('1'), line('42'), line('60')])
+  expect(md).toContain('| under 1 second |')
+  expect(md).toContain('| 1 second |')
+  expect(md).toContain('| 42 seconds |')
+  expect(md).toContain('| 1 minute |')
+  expect(md).not.toContain('1 minutes')
+})

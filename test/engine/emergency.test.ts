@@ -190,7 +190,8 @@ test('security: isolation, a checksummed evidence archive, and a hold only relea
   const before = service.store.list().find(b => b.manifest.kind === 'snapshot')!
   const under = await runCli(['--config', sb.config, '--json', 'snapshot'])
   expect(under.code).toBe(0)
-  const underId = (JSON.parse(under.stdout) as { id: string }).id
+  const underId = (JSON.parse(under.stdout) as { id: string; postBreach?: boolean }).id
+  expect((JSON.parse(under.stdout) as { postBreach?: boolean }).postBreach).toBe(true)
   expect(isPostBreach(config, service.store.get(underId))).toBe(true)
   expect(isPostBreach(config, before)).toBe(false)
   const a = await assess(service, { rounds: 1, failureLimit: 1 })
