@@ -533,7 +533,7 @@ export function buildProgram(log: Logger, setExit: (code: number) => void): Comm
           '',
           '---',
           '',
-          postMortemBody({ record, owner: 'the on-call engineer' }),
+          postMortemBody({ record, owner: 'the on-call engineer', facts }),
           '',
           '---',
           '',

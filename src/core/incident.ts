@@ -527,6 +527,8 @@ export interface PostMortemInput {
   /** Defaults to the runbook's follow-ups, owned by `owner`, due 2–14 days after the rollback. */
   actionItems?: ActionItem[]
   incidentUrl?: string
+  /** What was measured around the run (severity, detection, downtime, validation, escalation). */
+  facts?: IncidentFacts & { detectedAt?: string }
 }
 
 function isoDate(iso: string, plusDays: number): string {
@@ -577,12 +579,12 @@ export function postMortemBody(input: PostMortemInput): string {
         `- **${utc(s.startedAt)}:** ${cell(s.name, 80)} — ${s.status}${s.detail ? ` (${cell(s.detail)})` : ''}`
     )
   return [
-    `# Post-Mortem: ${inert(input.title ?? incidentTitle(record.reason))}`,
+    `# Post-Mortem: ${inert(input.title ?? incidentTitle(record.reason, record))}`,
     '',
     '## Metadata',
     `- **Date:** ${utc(record.startedAt)}`,
     `- **Duration:** ${durationWithRto(record)}`,
-    `- **Severity:** ${inert(record.severity ?? 'not assessed')}`,
+    `- **Severity:** ${inert(record.severity ?? input.facts?.severity ?? 'not assessed')}`,
     `- **Services Affected:** ${inert(record.service)} (${inert(record.environment)})`,
     `- **Owner:** ${inert(owner)}`,
     ...(input.incidentUrl ? [`- **Incident:** ${input.incidentUrl}`] : []),
@@ -597,7 +599,7 @@ export function postMortemBody(input: PostMortemInput): string {
     `- **Trigger:** ${inert(input.trigger ?? '[The change or event that set it off]')}`,
     '',
     '## Timeline',
-    ...timelineLines(record, undefined),
+    ...timelineLines(record, input.facts?.detectedAt, input.facts),
     ...stepLines,
     '',
     '## Root Cause',

@@ -248,7 +248,12 @@ export async function openIncident(
     )
     await api.commentOnIssue(
       issue.number,
-      postMortemBody({ record, owner: req.owner ?? 'the on-call engineer', incidentUrl: issue.html_url })
+      postMortemBody({
+        record,
+        owner: req.owner ?? 'the on-call engineer',
+        incidentUrl: issue.html_url,
+        facts
+      })
     )
   }
   if (record.status === 'success' && !record.dryRun && req.sha)

@@ -358,7 +358,7 @@ describe('post-mortem', () => {
       incidentUrl: 'https://github.com/acme/api/issues/7'
     })
     expect(sections(body)).toEqual([
-      'Post-Mortem: Production Rollback: error rate 34% after deploy',
+      'Post-Mortem: Production Rollback: api v2.4.0 → v2.3.9: error rate 34% after deploy',
       'Metadata',
       'Executive Summary',
       'Detection',
