@@ -11,7 +11,7 @@ export async function runAssess(ctx: ActionContext): Promise<ActionOutcome> {
       `input samples: expected a whole number from 1 to 10000, got "${core.getInput('samples').slice(0, 40)}"`,
       'bad_input'
     )
-  const { assessment: a, probes } = await assess(ctx.service(), { samples })
+  const { assessment: a, probes, recommendation: rec } = await assess(ctx.service(), { samples })
   const rows = a.reasons.map(
     r => `| ${r.severity} | ${r.message.replace(/\|/g, '\\|')} | ${r.measured ?? ''} | ${r.threshold ?? ''} |`
   )
@@ -20,7 +20,8 @@ export async function runAssess(ctx: ActionContext): Promise<ActionOutcome> {
     reasonCode: a.reasons[0]?.code ?? 'ok',
     outputs: {
       severity: a.severity,
-      level: a.recommendedLevel ?? '',
+      // The level whose plan passed a dry run (a non-rollback action first, e.g. start the database, is in the summary).
+      level: rec ? (rec.level ?? '') : (a.recommendedLevel ?? ''),
       should_rollback: a.shouldRollback,
       reasons: JSON.stringify(a.reasons)
     },
@@ -30,6 +31,9 @@ export async function runAssess(ctx: ActionContext): Promise<ActionOutcome> {
       a.shouldRollback
         ? `**Roll back — Level ${a.recommendedLevel}, act ${a.act}.** ${a.levelWhy ?? ''}`
         : `No rollback: ${a.act}.`,
+      ...(rec
+        ? ['', `**Recommended: ${rec.action}** — ${rec.why}`, '', ...rec.commands.map(c => `    ${c}`)]
+        : []),
       '',
       '| Severity | Finding | Measured | Threshold |',
       '|---|---|---|---|',

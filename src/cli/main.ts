@@ -22,11 +22,14 @@ import { verifyBackup } from '../engine/verify'
 import { runAppServer } from '../sandbox/app-server'
 import { sandboxDown, sandboxUp } from '../sandbox/sandbox'
 import { ConsoleLogger } from './console-logger'
+import { followThrough, monitorChoice, parseSeconds, register as registerMonitor } from './commands/monitor'
 import { incidentBody, incidentTitle, postMortemBody, stakeholderNotification } from '../core/incident'
-import { analyse } from '../engine/incident'
+import { analyse, incidentFacts } from '../engine/incident'
+import { breachRecord, isPostBreach } from '../engine/security-hold'
 import { latestRunRecord, readRunRecord } from '../engine/operation'
 import { assessText, runDemo } from './demo'
 import { assess } from '../engine/assess'
+import { recommendationText } from '../engine/recommend'
 import { checksText, validate } from '../engine/validate'
 import {
   dbCorruption,
@@ -138,9 +141,13 @@ export function buildProgram(log: Logger, setExit: (code: number) => void): Comm
       'Level 3: go on although the emergency snapshot cannot capture the database (recorded in the history)'
     )
     .option('-r, --reason <text>', 'why (goes into the history log and the incident)', 'manual rollback')
+    .option('--no-monitor', 'skip the monitoring window after a successful rollback')
+    .option('--monitor-seconds <n>', 'monitoring window (default: Level 1 120 s, others 900 s)', parseSeconds)
     .action(
       async (o: {
         allowUncapturedDatabase?: boolean
+        monitor: boolean
+        monitorSeconds?: number
         level?: Level
         target?: string
         toTime?: string
@@ -177,12 +184,17 @@ export function buildProgram(log: Logger, setExit: (code: number) => void): Comm
           allowUncapturedDatabase: o.allowUncapturedDatabase,
           crashAfterStep: crashHook()
         }
+        const follow = monitorChoice(o.monitor, o.monitorSeconds, log)
         if (!o.escalate) {
           const { record, error } = await rollback(service, req)
-          return reportRun(record, error)
+          reportRun(record, error)
+          if ((await followThrough(service, record, follow, log))?.passed === false) setExit(EXIT.failed)
+          return
         }
         const { results } = await rollbackWithEscalation(service, req, confirmFor)
         const last = results[results.length - 1]
+        if (last && (await followThrough(service, last.record, follow, log))?.passed === false)
+          setExit(EXIT.failed)
         out().result(
           results
             .map(r => timelineText(r.record) + (r.error ? `\n${r.record.status}: ${messageOf(r.error)}` : ''))
@@ -192,6 +204,13 @@ export function buildProgram(log: Logger, setExit: (code: number) => void): Comm
         if (last?.error) setExit(exitCodeFor(last.error))
       }
     )
+
+  registerMonitor(program, {
+    service: () => serviceFrom(globals(), log),
+    log,
+    print: (human, data) => out().result(human, data),
+    setExit
+  })
 
   program
     .command('check-migrations')
@@ -248,7 +267,10 @@ export function buildProgram(log: Logger, setExit: (code: number) => void): Comm
         rounds: o.rounds,
         failureLimit: o.failureLimit
       })
-      out().result(assessText(report), report)
+      out().result(
+        assessText(report) + (report.recommendation ? `\n${recommendationText(report.recommendation)}` : ''),
+        report
+      )
     })
 
   program
@@ -289,9 +311,10 @@ export function buildProgram(log: Logger, setExit: (code: number) => void): Comm
       'database corruption: stop the live target now, take an emergency snapshot, then Level 3 on confirmation'
     )
     .option('-t, --target <id>', 'the backup Level 3 recovers to (default: the newest good snapshot)')
+    .option('--to-time <iso>', 'recover the database to this moment by WAL replay (Level 3 --to-time)')
     .option('--auto-confirm', 'do not ask for ROLLBACK before Level 3 (for automation)')
     .option('-r, --reason <text>', 'why (goes into the history log)', 'emergency: database corruption')
-    .action(async (o: { target?: string; autoConfirm?: boolean; reason: string }) => {
+    .action(async (o: { target?: string; toTime?: string; autoConfirm?: boolean; reason: string }) => {
       const service = serviceFrom(globals(), log)
       const confirm = o.autoConfirm
         ? (): Promise<boolean> => Promise.resolve(true)
@@ -303,7 +326,12 @@ export function buildProgram(log: Logger, setExit: (code: number) => void): Comm
               )
               return Promise.resolve(false)
             }
-      const r = await dbCorruption(service, { confirm, target: o.target, reason: o.reason })
+      const r = await dbCorruption(service, {
+        confirm,
+        target: o.target,
+        toTime: o.toTime,
+        reason: o.reason
+      })
       out().result(
         [
           ...Object.entries(r.stopped).map(([c, how]) => `shutdown: ${c} ${how}`),
@@ -327,10 +355,15 @@ export function buildProgram(log: Logger, setExit: (code: number) => void): Comm
       'security breach: hold every restart, stop both targets, collect the evidence into a checksummed archive'
     )
     .option('-r, --reason <text>', 'what was seen', 'security breach')
-    .action(async (o: { reason: string }) => {
+    .option(
+      '--since <iso>',
+      'when the breach happened, if earlier than now (backups from then on are not restored)'
+    )
+    .action(async (o: { reason: string; since?: string }) => {
       const r = await securityIsolate(serviceFrom(globals(), log), {
         reason: o.reason,
-        configFile: configPath(globals().config)
+        configFile: configPath(globals().config),
+        breachAt: o.since
       })
       out().result(
         [
@@ -338,7 +371,11 @@ export function buildProgram(log: Logger, setExit: (code: number) => void): Comm
           `evidence: ${r.evidence} (${r.files.length} files, SHA256SUMS inside; sha256 ${r.sha256})`,
           ...r.forensicImages.map(i => `forensic image: ${i}`),
           ...r.notes.map(n => `note: ${n}`),
-          `security hold: ${r.hold} — DO NOT RESTART until the security team approves; then: backout emergency release --reason TEXT`
+          `security hold: ${r.hold} — DO NOT RESTART until the security team approves; then: backout emergency release --reason TEXT`,
+          `block external access now (nginx listens on ${r.ports.join(', ')}):`,
+          ...r.blockCommands.map(c => `  ${c}`),
+          'next:',
+          ...r.nextSteps.map(n => `  ${n}`)
         ].join('\n'),
         r
       )
@@ -393,9 +430,13 @@ export function buildProgram(log: Logger, setExit: (code: number) => void): Comm
       const problems = await service.store.verify(info.id)
       if (problems.length)
         throw new Error(`backup ${info.id} failed its own verification: ${problems.join('; ')}`)
+      const postBreach = isPostBreach(service.config, info)
       out().result(
-        `${info.id}  ${info.manifest.files.length} files, ${info.sizeBytes} bytes, verified`,
-        info.manifest
+        `${info.id}  ${info.manifest.files.length} files, ${info.sizeBytes} bytes, verified` +
+          (postBreach
+            ? `\nPOST-BREACH: taken after the recorded breach (${breachRecord(service.config)?.breachAt}) — it may hold what the attacker left; it is never a default recovery point`
+            : ''),
+        postBreach ? { ...info.manifest, postBreach } : info.manifest
       )
     })
 
@@ -475,7 +516,8 @@ export function buildProgram(log: Logger, setExit: (code: number) => void): Comm
       'the incident report, post-mortem template and stakeholder notification for the last rollback (offline)'
     )
     .option('--run <id>', 'a run id from state/runs/ (default: the newest rollback)')
-    .action(async (o: { run?: string }) => {
+    .option('--full-diff', 'add the full config diff (stable → failed); .env-like files are never shown')
+    .action(async (o: { run?: string; fullDiff?: boolean }) => {
       const service = serviceFrom(globals(), log)
       const record = o.run
         ? readRunRecord(service.config, o.run)
@@ -485,23 +527,26 @@ export function buildProgram(log: Logger, setExit: (code: number) => void): Comm
           `no rollback has been recorded in ${service.config.state.dir}/runs yet`,
           'no_record'
         )
-      const analysis = await analyse(service, record)
-      const body = incidentBody(record, { analysis })
+      const analysis = await analyse(service, record, { fullDiff: o.fullDiff })
+      const facts = await incidentFacts(service, record)
+      const body = incidentBody(record, { analysis, ...facts })
+      const title = incidentTitle(record.reason, record)
+      const notification = stakeholderNotification(record, facts)
       out().result(
         [
-          `# ${incidentTitle(record.reason)}`,
+          `# ${title}`,
           '',
           body,
           '',
           '---',
           '',
-          postMortemBody({ record, owner: 'the on-call engineer' }),
+          postMortemBody({ record, owner: 'the on-call engineer', facts }),
           '',
           '---',
           '',
-          stakeholderNotification(record)
+          notification
         ].join('\n'),
-        { title: incidentTitle(record.reason), body, notification: stakeholderNotification(record) }
+        { title, body, notification, facts }
       )
     })
 

@@ -132,15 +132,25 @@ export function historyReportText(r: HistoryReport): string {
   ].join('\n')
 }
 
+/** "13 minutes", "1 minute", "42 seconds", "under 1 second": never "1 minutes" for a sub-second run. */
+function recoverTime(seconds: number): string {
+  if (seconds < 1) return 'under 1 second'
+  if (seconds < 60) {
+    const s = Math.round(seconds)
+    return `${s} second${s === 1 ? '' : 's'}`
+  }
+  const m = Math.round(seconds / 60)
+  return `${m} minute${m === 1 ? '' : 's'}`
+}
+
 /** The VBRPG runbook's history table. */
 export function historyMarkdown(lines: readonly string[]): string {
   const rows = lines
     .map(parseHistoryLine)
     .filter((e): e is HistoryEntry => e !== undefined)
     .map(e => {
-      const minutes = Math.max(1, Math.round(e.durationSeconds / 60))
       const cell = (s: string): string => sanitizeLine(s).replace(/[|\\`*_<>[\]]/g, c => `\\${c}`)
-      return `| ${e.at.toISOString().slice(0, 10)} | ${cell(e.from)} | ${cell(e.reason)} | ${minutes} minutes | Level ${e.level} → ${cell(e.to)}, ${e.status} |`
+      return `| ${e.at.toISOString().slice(0, 10)} | ${cell(e.from)} | ${cell(e.reason)} | ${recoverTime(e.durationSeconds)} | Level ${e.level} → ${cell(e.to)}, ${e.status} |`
     })
   return [
     '| Date | Version Rolled Back | Reason | Time to Recover | Notes |',

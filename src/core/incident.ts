@@ -158,25 +158,64 @@ interface Moments {
   unverifiedBy?: StepRecord
 }
 
-const VERIFY_STEP = /verif|validat|health|smoke/i
+/** Only a validation proves health: 'Verify previous environment' or 'Wait for health' do not. */
+const VERIFY_STEP = /validat/i
+/** A health check that failed still says the services are NOT healthy. */
+const HEALTH_STEP = /verif|health|smoke/i
 
-function moments(record: RunRecord, detectedAt: string | undefined): Moments {
+function moments(record: RunRecord, detectedAt: string | undefined, facts: IncidentFacts = {}): Moments {
   const ran = record.steps.filter(s => s.startedAt)
   const changes = ran.filter(s => s.destructive)
   const verification = ran.filter(s => VERIFY_STEP.test(s.name)).at(-1)
+  const validated = facts.validation
+  if (validated && record.status === 'success' && !record.dryRun)
+    return {
+      detected: detectedAt ?? record.startedAt,
+      started: changes[0]?.startedAt ?? record.startedAt,
+      completed: changes.at(-1)?.endedAt ?? record.endedAt,
+      verified: validated.passed ? validated.at : undefined,
+      unverifiedBy: validated.passed
+        ? undefined
+        : {
+            name: 'backout validate',
+            status: 'failed',
+            endedAt: validated.at,
+            detail: '',
+            destructive: false
+          }
+    }
   return {
     detected: detectedAt ?? record.startedAt,
     // Initiated: the first step that changed something; completed: the last one finished.
     started: changes[0]?.startedAt ?? record.startedAt,
     completed: record.status === 'success' ? (changes.at(-1)?.endedAt ?? record.endedAt) : undefined,
     verified: verification?.status === 'ok' ? verification.endedAt : undefined,
-    unverifiedBy: verification && verification.status !== 'ok' ? verification : undefined
+    unverifiedBy:
+      verification && verification.status !== 'ok'
+        ? verification
+        : verification
+          ? undefined
+          : ran.filter(s => HEALTH_STEP.test(s.name) && s.status === 'failed').at(-1)
   }
 }
 
-function timelineLines(record: RunRecord, detectedAt: string | undefined): string[] {
-  const m = moments(record, detectedAt)
-  const lines = [`- **${utc(m.detected)}:** Issue detected`, `- **${utc(m.started)}:** Rollback initiated`]
+function timelineLines(
+  record: RunRecord,
+  detectedAt: string | undefined,
+  facts: IncidentFacts = {}
+): string[] {
+  const m = moments(record, detectedAt, facts)
+  const by = facts.detectedBy ? ` (${inert(facts.detectedBy)})` : ''
+  const lines = [`- **${utc(m.detected)}:** Issue detected${by}`]
+  // Every earlier level of the same escalation, in order.
+  for (const r of facts.escalation ?? [])
+    lines.push(
+      `- **${utc(r.startedAt)}:** Level ${r.level ?? '?'} initiated`,
+      `- **${utc(r.endedAt)}:** Level ${r.level ?? '?'} ${r.status}${r.error ? `: ${cell(r.error, 160)}` : ''} — escalating`
+    )
+  lines.push(
+    `- **${utc(m.started)}:** Rollback initiated${facts.escalation?.length ? ` (Level ${record.level ?? '?'})` : ''}`
+  )
   if (m.completed) lines.push(`- **${utc(m.completed)}:** Rollback completed`)
   else lines.push(`- **${utc(record.endedAt)}:** Rollback ended without completing (${record.status})`)
   if (m.verified) lines.push(`- **${utc(m.verified)}:** Services verified healthy`)
@@ -191,12 +230,62 @@ function timelineLines(record: RunRecord, detectedAt: string | undefined): strin
 // ---------------------------------------------------------------------------------------------------------
 // Incident issue (runbook step 4).
 
-export function incidentTitle(reason: string): string {
-  const brief = reason.replace(/\s+/g, ' ').trim() || 'no reason given'
-  return `Production Rollback: ${brief.length > 200 ? `${brief.slice(0, 199)}…` : brief}`
+export interface TitleContext {
+  service: string
+  environment: string
+  from?: string
+  to?: string
 }
 
-export interface IncidentExtras {
+/** The environment as a title word: "production" → "Production". */
+function environmentWord(environment: string): string {
+  const flat = environment.replace(/\s+/g, ' ').trim() || 'Production'
+  return flat.charAt(0).toUpperCase() + flat.slice(1)
+}
+
+/**
+ * The runbook's "Production Rollback: [Brief Description]", with the environment's own name, and — given the
+ * record — the service and the versions: "Staging Rollback: api v2.4.0 → v2.3.9: error rate 34%".
+ */
+export function incidentTitle(reason: string, context?: TitleContext): string {
+  const brief = reason.replace(/\s+/g, ' ').trim() || 'no reason given'
+  const what = context
+    ? `${context.service} ${context.from ?? '?'} → ${context.to ?? '?'}: `.replace(/\s+/g, ' ')
+    : ''
+  const text = `${what}${brief}`
+  return `${environmentWord(context?.environment ?? 'production')} Rollback: ${text.length > 200 ? `${text.slice(0, 199)}…` : text}`
+}
+
+/** The runbook's labels ("incident,production,rollback") with the incident's own environment. */
+export function incidentLabels(environment: string): string[] {
+  const label =
+    environment
+      .trim()
+      .toLowerCase()
+      .replace(/[^a-z0-9._-]+/g, '-')
+      .slice(0, 50) || 'production'
+  return ['incident', label, 'rollback']
+}
+
+/** Facts measured around the run, not in its record: they replace the template's placeholders. */
+export interface IncidentFacts {
+  /** The severity assess measured (the record's own wins when it has one). */
+  severity?: string
+  /** What the detection time is: the failed deployment run, the first failing assess, the emergency start. */
+  detectedBy?: string
+  /** Downtime as users saw it through nginx: 502/503/504 answers in the access log. */
+  downtime?: { seconds: number; badResponses: number; from: string; to: string }
+  /** `backout validate` after the rollback: only this says "verified healthy" and "error rate normal". */
+  validation?: { at: string; passed: boolean; errorRate?: string; p95?: string }
+  /** Earlier levels of the same escalation, oldest first. */
+  escalation?: RunRecord[]
+  /** The ChatOps comment that triggered the rollback. */
+  triggerUrl?: string
+  /** The failed deployment run. */
+  failedRunUrl?: string
+}
+
+export interface IncidentExtras extends IncidentFacts {
   /** The workflow run's URL. */
   runUrl?: string
   /** When the problem was detected, if earlier than the first step (an alert's time). */
@@ -217,7 +306,10 @@ export function incidentBody(record: RunRecord, extras: IncidentExtras = {}): st
     record.status === 'success' && !record.dryRun
       ? `Rolled back to version ${inert(record.to ?? 'unknown')} using Level ${record.level ?? '?'} rollback procedure.`
       : `Not resolved by this run — ${statusText(record)}.`
+  const link = (url: string): string => inert(url.replace(/\s/g, ''))
   const links = [
+    extras.triggerUrl ? `- Triggered by: ${link(extras.triggerUrl)}` : undefined,
+    extras.failedRunUrl ? `- Failed deployment run: ${link(extras.failedRunUrl)}` : undefined,
     extras.runUrl ? `- Workflow run: ${extras.runUrl}` : undefined,
     record.backupId ? `- Backup: \`${inert(record.backupId)}\`` : undefined,
     record.safetyBackupId
@@ -230,8 +322,9 @@ export function incidentBody(record: RunRecord, extras: IncidentExtras = {}): st
     '## Incident Summary',
     '',
     `- **Date:** ${utc(record.startedAt)}`,
-    `- **Severity:** ${inert(record.severity ?? 'not assessed')}`,
+    `- **Severity:** ${inert(record.severity ?? extras.severity ?? 'not assessed')}`,
     `- **Duration:** ${durationWithRto(record)}`,
+    `- **Downtime (through nginx):** ${downtimeText(extras.downtime)}`,
     `- **Rollback Level:** ${levelText(record)}`,
     `- **Status:** ${statusText(record)}`,
     `- **Service:** ${inert(record.service)} (${inert(record.environment)})`,
@@ -241,7 +334,7 @@ export function incidentBody(record: RunRecord, extras: IncidentExtras = {}): st
     '',
     '## Timeline',
     '',
-    ...timelineLines(record, extras.detectedAt),
+    ...timelineLines(record, extras.detectedAt, extras),
     '',
     '## Impact',
     '',
@@ -319,7 +412,9 @@ export function escalationComment(record: RunRecord, extras: { runUrl?: string }
 // ---------------------------------------------------------------------------------------------------------
 // Stakeholder notification (runbook step 3).
 
-export interface NotificationOptions {
+export interface NotificationOptions extends IncidentFacts {
+  /** When the problem was detected (the disruption's start for the customer text). */
+  detectedAt?: string
   /** Who to contact; defaults to the on-call engineer. */
   contact?: string
   /** How long monitoring continues, in hours (runbook: "Continued monitoring for [X] hours"). */
@@ -331,32 +426,72 @@ export function stakeholderNotification(record: RunRecord, options: Notification
   const succeeded = record.status === 'success' && !record.dryRun
   const actions = record.steps.filter(s => s.status === 'ok').map(s => `- ${s.name}: ${s.detail}`.trim())
   const plain = (text: string): string => text.replace(/\s+/g, ' ').trim()
+  const v = options.validation
+  const m = moments(record, options.detectedAt, options)
+  const status = !succeeded
+    ? [`- Rollback did not complete: ${plain(record.error ?? record.status)}`, '- Incident is still open']
+    : !v
+      ? [
+          m.verified
+            ? "- Services answer through nginx (the rollback's own validation)"
+            : '- Services not verified',
+          '- Error rate: not measured after the rollback (run: backout validate)',
+          '- Response time: not measured after the rollback (run: backout validate)'
+        ]
+      : v.passed
+        ? [
+            '- All services healthy (backout validate passed)',
+            `- Error rate normal${v.errorRate ? ` (${plain(v.errorRate)})` : ''}`,
+            `- Response time normal${v.p95 ? ` (p95 ${plain(v.p95)})` : ''}`
+          ]
+        : [
+            '- backout validate FAILED after the rollback: services are not verified healthy',
+            '- Incident is still open'
+          ]
+  const start = options.downtime?.from ?? m.detected
+  const end = options.downtime?.to ?? m.verified ?? m.completed
   return [
-    `Subject: Production Rollback - ${plain(record.service)}`,
+    `Subject: ${environmentWord(record.environment)} Rollback - ${plain(record.service)}`,
     '',
-    `Severity: ${plain(record.severity ?? 'not assessed')}`,
+    `Severity: ${plain(record.severity ?? options.severity ?? 'not assessed')}`,
     `Status: ${plain(statusText(record, plain))}`,
     `Environment: ${plain(record.environment)}`,
     `Rollback Level: ${record.level ?? 'not chosen'}`,
     `Target Version: ${plain(record.to ?? 'unknown')}`,
-    `Downtime: at most ${duration(record.durationMs)} (the rollback's duration)`,
+    `Downtime: ${downtimeText(options.downtime, record)}`,
     `Data Loss: ${dataLossPlain(record)}`,
     '',
     'Actions Taken:',
     ...(actions.length ? actions.map(plain) : ['- None completed']),
     '',
     'Current Status:',
-    ...(succeeded
-      ? ['- All services healthy', '- Error rate normal', '- Response time normal']
-      : [`- Rollback did not complete: ${plain(record.error ?? record.status)}`, '- Incident is still open']),
+    ...status,
     '',
     'Next Steps:',
     `- Continued monitoring for ${options.monitorHours ?? 2} hours`,
     '- Root cause analysis',
     '- Fix in development',
     '',
-    `Contact: ${plain(options.contact ?? 'the on-call engineer')}`
+    `Contact: ${plain(options.contact ?? 'the on-call engineer')}`,
+    ...(succeeded && end
+      ? [
+          '',
+          'Customer Communication (if applicable):',
+          `We experienced a brief service disruption between ${utc(start)} and ${utc(end)}.`,
+          'The issue has been resolved and all services are now operating normally.',
+          'We apologize for any inconvenience.'
+        ]
+      : [])
   ].join('\n')
+}
+
+/** Downtime measured through nginx, or what is known without a measurement. */
+function downtimeText(downtime: IncidentFacts['downtime'], record?: RunRecord): string {
+  if (downtime)
+    return `${duration(downtime.seconds * 1000)} (${downtime.badResponses} 502/503/504 answers through nginx, ${utc(downtime.from)} – ${utc(downtime.to)})`
+  return record
+    ? `not measured through nginx (at most the rollback's duration, ${duration(record.durationMs)}, if it was down throughout)`
+    : 'not measured through nginx (no 502/503/504 in its access log, or no access log found)'
 }
 
 function dataLossPlain(record: RunRecord): string {
@@ -392,6 +527,8 @@ export interface PostMortemInput {
   /** Defaults to the runbook's follow-ups, owned by `owner`, due 2–14 days after the rollback. */
   actionItems?: ActionItem[]
   incidentUrl?: string
+  /** What was measured around the run (severity, detection, downtime, validation, escalation). */
+  facts?: IncidentFacts & { detectedAt?: string }
 }
 
 function isoDate(iso: string, plusDays: number): string {
@@ -442,12 +579,12 @@ export function postMortemBody(input: PostMortemInput): string {
         `- **${utc(s.startedAt)}:** ${cell(s.name, 80)} — ${s.status}${s.detail ? ` (${cell(s.detail)})` : ''}`
     )
   return [
-    `# Post-Mortem: ${inert(input.title ?? incidentTitle(record.reason))}`,
+    `# Post-Mortem: ${inert(input.title ?? incidentTitle(record.reason, record))}`,
     '',
     '## Metadata',
     `- **Date:** ${utc(record.startedAt)}`,
     `- **Duration:** ${durationWithRto(record)}`,
-    `- **Severity:** ${inert(record.severity ?? 'not assessed')}`,
+    `- **Severity:** ${inert(record.severity ?? input.facts?.severity ?? 'not assessed')}`,
     `- **Services Affected:** ${inert(record.service)} (${inert(record.environment)})`,
     `- **Owner:** ${inert(owner)}`,
     ...(input.incidentUrl ? [`- **Incident:** ${input.incidentUrl}`] : []),
@@ -462,7 +599,7 @@ export function postMortemBody(input: PostMortemInput): string {
     `- **Trigger:** ${inert(input.trigger ?? '[The change or event that set it off]')}`,
     '',
     '## Timeline',
-    ...timelineLines(record, undefined),
+    ...timelineLines(record, input.facts?.detectedAt, input.facts),
     ...stepLines,
     '',
     '## Root Cause',
@@ -510,7 +647,12 @@ export interface ErrorLine {
   count: number
 }
 
-const ERROR_WORDS = /error|fatal|exception|panic|critical|traceback/i
+/**
+ * An ERROR-level (or worse) log line: the level as a word of its own in capitals, a JSON `"level": "error"`, or
+ * logfmt `level=error` — not any line that merely contains the word "error" ("0 errors", "error_rate=0").
+ */
+const ERROR_LEVEL =
+  /\b(ERROR|FATAL|CRITICAL|PANIC|CRIT|EMERG|ALERT)\b|"(level|severity)"\s*:\s*"(error|fatal|critical|panic)"|\blevel=(error|fatal|critical|panic)\b|\[(error|crit|alert|emerg)\]/
 
 /** A log line with its varying parts replaced, so repeats of one error count together. */
 function normaliseLogLine(line: string): string {
@@ -526,11 +668,11 @@ function normaliseLogLine(line: string): string {
     .slice(0, 300)
 }
 
-/** The n most frequent error lines in a log (runbook: `grep -i error | sort | uniq -c`), most frequent first. */
+/** The n most frequent ERROR-level lines in a log (runbook: `grep -i error | sort | uniq -c`), most frequent first. */
 export function topErrorLines(logText: string, n: number): ErrorLine[] {
   const counts = new Map<string, number>()
   for (const raw of logText.split(/\r?\n/)) {
-    if (!ERROR_WORDS.test(raw)) continue
+    if (!ERROR_LEVEL.test(raw)) continue
     const line = normaliseLogLine(raw)
     if (line) counts.set(line, (counts.get(line) ?? 0) + 1)
   }
@@ -556,34 +698,173 @@ export function riskyFiles(paths: readonly string[]): string[] {
   return [...new Set(paths.filter(risky))]
 }
 
+/** One config file that differs between the stable and the failed state — names and hashes, never values. */
+export interface ConfigChange {
+  file: string
+  change: 'added' | 'removed' | 'modified'
+  /** sha256 in the stable (old) and failed (new) state. */
+  oldSha256?: string
+  newSha256?: string
+  /** key=value files: the keys whose values changed (the values are never shown). */
+  keys?: { key: string; change: 'added' | 'removed' | 'modified' }[]
+}
+
+/** .env-like files hold secrets: their content never goes into an incident, not even with the full diff. */
+export function isSecretFile(file: string): boolean {
+  const name = file.replace(/\\/g, '/').split('/').at(-1) ?? ''
+  return /^\.env($|\.)|\.env$|secret|credential|password|\.pem$|\.key$|\.p12$|\.pfx$|(^|[._-])token/i.test(
+    name
+  )
+}
+
+const KEY_VALUE_FILE = /^\.env($|\.)|\.env$|\.properties$|\.ini$|\.cfg$|\.conf$/i
+const KEY_LINE = /^\s*(?:export\s+)?([A-Za-z_][\w.-]*)\s*=(.*)$/
+
+/** KEY=value pairs of a file, or undefined when it is not a key=value file. */
+function keyValues(file: string, text: string): Map<string, string> | undefined {
+  const name = file.replace(/\\/g, '/').split('/').at(-1) ?? ''
+  const lines = text.split(/\r?\n/).filter(l => l.trim() && !/^\s*[#;]/.test(l))
+  if (!KEY_VALUE_FILE.test(name) && !(lines.length && lines.every(l => KEY_LINE.test(l)))) return undefined
+  const out = new Map<string, string>()
+  for (const l of lines) {
+    const m = KEY_LINE.exec(l)
+    if (m) out.set(m[1]!, m[2]!.trim())
+  }
+  return out
+}
+
+const sha256 = (data: string | Buffer): string => createHash('sha256').update(data).digest('hex')
+
+/**
+ * The config files that differ from the stable state to the failed one: names, old/new sha256 and — for key=value
+ * files — the changed keys. Values never appear. Pure.
+ */
+export function configChanges(
+  stable: ReadonlyMap<string, Buffer>,
+  failed: ReadonlyMap<string, Buffer>
+): ConfigChange[] {
+  const files = [...new Set([...stable.keys(), ...failed.keys()])].sort()
+  const out: ConfigChange[] = []
+  for (const file of files) {
+    const a = stable.get(file)
+    const b = failed.get(file)
+    if (a && b && a.equals(b)) continue
+    const change: ConfigChange = {
+      file,
+      change: !a ? 'added' : !b ? 'removed' : 'modified',
+      ...(a ? { oldSha256: sha256(a) } : {}),
+      ...(b ? { newSha256: sha256(b) } : {})
+    }
+    const before = a ? keyValues(file, a.toString('utf8')) : new Map<string, string>()
+    const after = b ? keyValues(file, b.toString('utf8')) : new Map<string, string>()
+    if (before && after) {
+      const keys = [...new Set([...before.keys(), ...after.keys()])].sort()
+      change.keys = keys
+        .filter(k => before.get(k) !== after.get(k))
+        .map(k => ({ key: k, change: !before.has(k) ? 'added' : !after.has(k) ? 'removed' : 'modified' }))
+    }
+    out.push(change)
+  }
+  return out
+}
+
 export interface Analysis {
   topErrors: readonly ErrorLine[]
-  /** Unified diff of the compose/config files between the failed and the stable version. */
-  configDiff: string
+  /** What changed in the config files from the stable to the failed state (names, hashes, keys). */
+  configChanges?: readonly ConfigChange[]
+  /** Opt-in only: a unified diff (stable → failed) of the files that are not secret files. */
+  configDiff?: string
   riskyFiles: readonly string[]
 }
+
+const short = (sha: string | undefined): string => (sha ? sha.slice(0, 12) : '—')
 
 /** The incident's "Failure Analysis" section. */
 export function analysisSection(analysis: Analysis): string {
   const errors = analysis.topErrors.map(e => `${String(e.count).padStart(6)}  ${e.line}`).join('\n')
-  const diff = cap(analysis.configDiff.trim(), 20_000)
+  const diff = cap((analysis.configDiff ?? '').trim(), 20_000)
   const errorFence = fence(errors)
   const diffFence = fence(diff)
+  const changes = analysis.configChanges ?? []
+  const tick = (t: string): string => `\`${t.replace(/`/g, "'")}\``
   return [
     '## Failure Analysis',
     '',
     '### Top error lines',
     '',
-    ...(errors ? [errorFence, errors, errorFence] : ['No error lines found in the logs.']),
+    ...(errors ? [errorFence, errors, errorFence] : ['No ERROR-level lines found in the logs.']),
     '',
-    '### Configuration diff (failed → stable)',
+    '### Configuration changes (stable → failed)',
     '',
-    ...(diff ? [`${diffFence}diff`, diff, diffFence] : ['No configuration differences.']),
+    ...(changes.length
+      ? [
+          '| File | Change | sha256 stable | sha256 failed | Keys changed (values hidden) |',
+          '|---|---|---|---|---|',
+          ...changes.map(
+            c =>
+              `| ${cell(c.file, 200)} | ${c.change} | ${short(c.oldSha256)} | ${short(c.newSha256)} | ` +
+              `${c.keys ? c.keys.map(k => `${cell(k.key, 80)}=*** (${k.change})`).join(', ') || '—' : '—'} |`
+          )
+        ]
+      : ['No configuration differences.']),
+    ...(diff
+      ? [
+          '',
+          '<details><summary>Full diff (stable → failed; secret files left out)</summary>',
+          '',
+          `${diffFence}diff`,
+          diff,
+          diffFence,
+          '',
+          '</details>'
+        ]
+      : []),
     '',
     '### Risky files changed',
     '',
     ...(analysis.riskyFiles.length
-      ? analysis.riskyFiles.map(f => `- \`${f.replace(/`/g, "'")}\``)
+      ? analysis.riskyFiles.map(f => `- ${tick(f)}`)
       : ['None (no SQL, migrations/, compose or .env files changed).'])
   ].join('\n')
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Downtime through nginx.
+
+const MONTHS = ['Jan', 'Feb', 'Mar', 'Apr', 'May', 'Jun', 'Jul', 'Aug', 'Sep', 'Oct', 'Nov', 'Dec']
+const ACCESS_LINE =
+  /\[(\d{2})\/(\w{3})\/(\d{4}):(\d{2}):(\d{2}):(\d{2}) ([+-])(\d{2})(\d{2})\] "[^"]*" (\d{3}) /
+
+/**
+ * Downtime as users saw it, from nginx's access log (combined/common format): the 502/503/504 answers between
+ * `from` and `to`, and the span from the first to the last of them (at least 1 s). Undefined when there were none.
+ */
+export function nginxDowntime(
+  accessLog: string,
+  from: string,
+  to: string
+): IncidentFacts['downtime'] | undefined {
+  const start = Date.parse(from)
+  const end = Date.parse(to)
+  let first: number | undefined
+  let last: number | undefined
+  let bad = 0
+  for (const line of accessLog.split('\n')) {
+    const m = ACCESS_LINE.exec(line)
+    if (!m || !['502', '503', '504'].includes(m[10]!)) continue
+    const month = MONTHS.indexOf(m[2]!)
+    const offset = (m[7] === '-' ? -1 : 1) * (Number(m[8]) * 60 + Number(m[9])) * 60_000
+    const at = Date.UTC(Number(m[3]), month, Number(m[1]), Number(m[4]), Number(m[5]), Number(m[6])) - offset
+    if (at < start - 999 || at > end) continue
+    bad++
+    first = first === undefined ? at : Math.min(first, at)
+    last = last === undefined ? at : Math.max(last, at)
+  }
+  if (first === undefined || last === undefined) return undefined
+  return {
+    seconds: Math.max(1, Math.round((last - first) / 1000) + 1),
+    badResponses: bad,
+    from: new Date(first).toISOString(),
+    to: new Date(last + 999).toISOString()
+  }
 }

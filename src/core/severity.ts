@@ -46,6 +46,8 @@ export interface Measurements {
   errorRatePercent?: Reading<number>
   /** Requests behind errorRatePercent; fewer than `minRequests` (or unknown) makes the rate inconclusive. */
   requestCount?: number
+  /** The error rate's confidence interval, % (low, high), shown beside the rate. */
+  errorRateInterval?: { low: number; high: number; confidence: number }
   p95Seconds?: Reading<number>
   /** Observations behind p95Seconds; fewer than `minLatencySamples` (or unknown) makes it inconclusive. */
   latencySampleCount?: number
@@ -262,7 +264,8 @@ function errorRateFindings(m: Measurements, t: SeverityThresholds): Finding[] {
   if (isInconclusive(value)) return [inconclusiveFinding('error_rate', 'error rate', value.why)]
   if (value > 100) return [inconclusiveFinding('error_rate', 'error rate', `${value} % is not a percentage`)]
   const { medium, high, critical } = t.errorRatePercent
-  const shown = `${round(value)} %`
+  const ci = m.errorRateInterval
+  const shown = `${round(value)} %${ci ? ` (${Math.round(ci.confidence * 100)} % CI ${round(ci.low)}–${round(ci.high)} %)` : ''}`
   if (value > critical)
     return [
       finding('error_rate_critical', `error rate ${shown} > ${critical} %`, 'CRITICAL', value, critical, true)
@@ -422,4 +425,58 @@ export function aggregateSamples(
       why: `${tally}: fewer than ${options.minSamples} conclusive samples`
     }
   return { verdict: 'pass', ...counts, why: `${tally}: failures below the limit of ${options.failureLimit}` }
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Sample sizing: enough requests to tell the tiers apart.
+
+/** Two-sided z for a confidence level (0.9, 0.95, 0.99; others by a rational approximation). */
+export function zFor(confidence: number): number {
+  const known: Record<string, number> = { '0.9': 1.6449, '0.95': 1.96, '0.99': 2.5758 }
+  const hit = known[String(confidence)]
+  if (hit !== undefined) return hit
+  // Acklam-free approximation (Abramowitz & Stegun 26.2.23) of the upper (1 - c) / 2 quantile.
+  const p = (1 - confidence) / 2
+  const t = Math.sqrt(-2 * Math.log(p))
+  return (
+    t -
+    (2.515517 + 0.802853 * t + 0.010328 * t * t) / (1 + 1.432788 * t + 0.189269 * t * t + 0.001308 * t ** 3)
+  )
+}
+
+/** Wilson score interval of a proportion failed/n, in %. */
+export function wilsonInterval(
+  failed: number,
+  n: number,
+  confidence = 0.95
+): { low: number; high: number; confidence: number } {
+  if (n <= 0) return { low: 0, high: 100, confidence }
+  const z = zFor(confidence)
+  const p = failed / n
+  const denom = 1 + (z * z) / n
+  const centre = (p + (z * z) / (2 * n)) / denom
+  const half = (z * Math.sqrt((p * (1 - p)) / n + (z * z) / (4 * n * n))) / denom
+  return { low: Math.max(0, 100 * (centre - half)), high: Math.min(100, 100 * (centre + half)), confidence }
+}
+
+/**
+ * Requests needed so that an error rate between the MEDIUM and HIGH thresholds (5 % and 10 % by default) is
+ * told apart from both at `confidence`: the interval's half-width at the midpoint is at most half the gap.
+ * 5 % vs 10 % at 95 % → 427 requests. The other gaps (10 vs 50) are wider and need fewer.
+ */
+export function errorRateSampleSize(t: SeverityThresholds, confidence = 0.95): number {
+  const { medium, high } = t.errorRatePercent
+  const p = (medium + high) / 200
+  const half = (high - medium) / 200
+  const z = zFor(confidence)
+  return Math.ceil((z * z * p * (1 - p)) / (half * half))
+}
+
+/**
+ * A probe's per-request deadline: above the highest latency threshold (1.5×, at least 2 s more), so a service
+ * answering just over it is measured as over it, not cut off at it.
+ */
+export function probeTimeoutMs(t: SeverityThresholds): number {
+  const high = t.responseTimeSeconds.high * 1000
+  return Math.round(Math.max(high * 1.5, high + 2000))
 }

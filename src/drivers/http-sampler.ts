@@ -11,7 +11,11 @@ export interface SampleSettings {
   requests: number
   /** Requests in flight at once (1..MAX_CONCURRENCY, default 4). */
   concurrency?: number
-  /** Deadline of each request, ms (default 5000); a request past it counts as an error. */
+  /**
+   * Deadline of each request, ms (default 5000). A request past it counts as slow — its latency is the deadline,
+   * a lower bound of the truth — not as an error and not as missing data. Set it above the highest latency
+   * threshold, or a service slower than the threshold reads as merely "at the deadline".
+   */
   requestTimeoutMs?: number
   /** Budget for the whole sample, ms (default 30000); no request starts after it, in-flight ones are cut. */
   budgetMs?: number
@@ -30,8 +34,10 @@ export interface SampleCounts {
   serverErrors: number
   /** 4xx answers: counted, not errors of the service. */
   clientErrors: number
-  /** Requests that got no answer: refused, reset, timed out. */
+  /** Requests that got no answer: refused, reset. */
   errors: number
+  /** Requests still unanswered at their deadline: counted as slow (latency = the deadline). */
+  timedOut: number
   /** Requests cut off by the budget: neither good nor bad. */
   cut: number
   /** The first few distinct transport errors, for the report. */
@@ -42,14 +48,19 @@ export interface SampleMeasurement extends SampleCounts {
   status: 'ok'
   /** (5xx + transport errors) / (completed + transport errors), %. */
   errorRatePercent: number
-  /** 95th percentile latency of the completed requests (nearest rank), seconds. */
+  /** Failed requests (5xx + transport errors) and the requests behind the rate: for a confidence interval. */
+  failed: number
+  requests: number
+  /** 95th percentile latency of the completed and timed-out requests (nearest rank), seconds. */
   p95Seconds: number
+  /** Latency observations behind the p95 (completed + timed out). */
+  latencySamples: number
 }
 
 export type SampleResult = SampleMeasurement | (Inconclusive & SampleCounts)
 
 export const MAX_REQUESTS = 10_000
-export const MAX_CONCURRENCY = 16
+export const MAX_CONCURRENCY = 256
 
 export async function sampleHttp(settings: SampleSettings): Promise<SampleResult> {
   const requests = bounded('requests', settings.requests, 1, MAX_REQUESTS)
@@ -65,6 +76,7 @@ export async function sampleHttp(settings: SampleSettings): Promise<SampleResult
     serverErrors: 0,
     clientErrors: 0,
     errors: 0,
+    timedOut: 0,
     cut: 0,
     errorKinds: []
   }
@@ -86,8 +98,14 @@ export async function sampleHttp(settings: SampleSettings): Promise<SampleResult
         counts.cut++
         return
       }
+      if (timeout.aborted) {
+        // Slow, not missing: the user waited at least this long.
+        counts.timedOut++
+        latencies.push(requestTimeoutMs / 1000)
+        return
+      }
       counts.errors++
-      const kind = timeout.aborted ? `timed out after ${requestTimeoutMs} ms` : describeFailure(e)
+      const kind = describeFailure(e)
       if (counts.errorKinds.length < 5 && !counts.errorKinds.includes(kind)) counts.errorKinds.push(kind)
     }
   }
@@ -101,24 +119,30 @@ export async function sampleHttp(settings: SampleSettings): Promise<SampleResult
 
   await Promise.all(Array.from({ length: Math.min(concurrency, requests) }, worker))
 
-  if (counts.completed < minCompleted) {
+  if (counts.completed + counts.timedOut < minCompleted) {
     const transport =
       counts.errors > 0 ? `; ${counts.errors} got no answer (${counts.errorKinds.join('; ')})` : ''
     const cut = counts.cut > 0 || counts.attempted < requests ? ' before the time budget ran out' : ''
     return {
       ...inconclusive(
-        `only ${counts.completed} of ${requests} requests to ${settings.url} completed${cut}, ` +
+        `only ${counts.completed} of ${requests} requests to ${settings.url} completed` +
+          `${counts.timedOut ? ` (${counts.timedOut} more timed out)` : ''}${cut}, ` +
           `fewer than the minimum ${minCompleted}${transport}`
       ),
       ...counts
     }
   }
   const failed = counts.serverErrors + counts.errors
+  const answered = counts.completed + counts.errors
   return {
     status: 'ok',
     ...counts,
-    errorRatePercent: (100 * failed) / (counts.completed + counts.errors),
-    p95Seconds: nearestRank(latencies, 0.95)
+    // Timed-out requests count for latency only: whether they would have failed is unknown.
+    errorRatePercent: answered ? (100 * failed) / answered : 0,
+    failed,
+    requests: answered,
+    p95Seconds: nearestRank(latencies, 0.95),
+    latencySamples: latencies.length
   }
 }
 

@@ -1,21 +1,20 @@
 import { existsSync } from 'node:fs'
-import net from 'node:net'
-import type { Color, Config } from '../core/config'
 import { messageOf } from '../core/errors'
 import {
   aggregateSamples,
   classifySeverity,
+  errorRateSampleSize,
   inconclusive,
   isInconclusive,
+  probeTimeoutMs,
   resolveThresholds,
+  wilsonInterval,
   type AggregateVerdict,
   type Assessment,
   type Measurements,
   type Reading,
   type Reason
 } from '../core/severity'
-import { formatBytes, freeSpace } from '../drivers/archive'
-import { dockerFor, type ComposeRuntime } from '../drivers/compose'
 import { databasePing } from '../drivers/database'
 import { sampleHttp } from '../drivers/http-sampler'
 import {
@@ -25,8 +24,28 @@ import {
   requestCountQuery
 } from '../drivers/prometheus'
 import { activeColor, probeThroughNginx, targetReady, type Service } from './service'
-import { retentionPlan } from './snapshot'
 import { sleep } from '../drivers/sleep'
+import {
+  diskSpace,
+  dockerDaemon,
+  knownPorts,
+  listening,
+  nginxAddress,
+  targetState,
+  withDeadline
+} from './probes'
+import { recordAssessment } from './observations'
+import { recommend, type Recommendation } from './recommend'
+
+export {
+  diskSpace,
+  dockerDaemon,
+  knownPorts,
+  listening,
+  nginxAddress,
+  targetState,
+  withDeadline
+} from './probes'
 
 export interface Probe {
   name: string
@@ -38,6 +57,10 @@ export interface AssessReport {
   assessment: Assessment
   measurements: Measurements
   probes: Probe[]
+  /** Where error rate and p95 came from: Prometheus, or requests sampled through nginx (and why). */
+  trafficSource: string
+  /** What to do, checked by a dry run; absent when assess was asked not to check (recommend: false). */
+  recommendation?: Recommendation
 }
 
 export interface AssessOptions {
@@ -49,117 +72,30 @@ export interface AssessOptions {
   failureLimit?: number
   /** Pause between rounds, ms (default: assess.intervalSeconds). */
   intervalMs?: number
+  /** Dry-run the recommended level before recommending it (default true). */
+  recommend?: boolean
 }
+
+/** Confidence the error-rate sample is sized for and its interval is stated at. */
+export const ERROR_RATE_CONFIDENCE = 0.95
+
+/**
+ * Requests in flight at once while sampling: a round of a slow service (6 s answers) takes one or two request
+ * deadlines, not ten. Cheap on loopback; nginx's default 1024 worker connections hold it twice over.
+ */
+const SAMPLE_CONCURRENCY = 160
 
 /** Deadline of one probe that is not a sampling round. */
 const PROBE_DEADLINE_MS = 10_000
-
-/** Resolves to the work's value, or to onTimeout() when the deadline passes first. */
-export async function withDeadline<T>(work: Promise<T>, ms: number, onTimeout: () => T): Promise<T> {
-  let timer: NodeJS.Timeout | undefined
-  const late = new Promise<T>(resolve => {
-    timer = setTimeout(() => resolve(onTimeout()), ms)
-  })
-  try {
-    return await Promise.race([work, late])
-  } finally {
-    clearTimeout(timer)
-  }
-}
-
-/** Whether something accepts TCP connections on host:port (connect, then close). */
-export function listening(hostPort: string, timeoutMs = 1000): Promise<boolean> {
-  const at = hostPort.lastIndexOf(':')
-  const host = hostPort.slice(0, at).replace(/^\[|\]$/g, '')
-  const port = Number(hostPort.slice(at + 1))
-  return new Promise(resolve => {
-    const socket = net.connect({ host, port })
-    const done = (ok: boolean): void => {
-      socket.destroy()
-      resolve(ok)
-    }
-    socket.setTimeout(timeoutMs, () => done(false))
-    socket.once('connect', () => done(true))
-    socket.once('error', () => done(false))
-  })
-}
-
-/** The host:port nginx serves on, from nginx.url. */
-export function nginxAddress(config: Config): string {
-  const url = new URL(config.nginx.url)
-  return `${url.hostname}:${url.port || (url.protocol === 'https:' ? '443' : '80')}`
-}
-
-/** Every port backout knows of, by what it is: nginx and both targets' upstreams. */
-export function knownPorts(config: Config): { name: string; address: string }[] {
-  return [
-    { name: 'nginx', address: nginxAddress(config) },
-    { name: 'blue', address: config.targets.blue.upstream },
-    { name: 'green', address: config.targets.green.upstream }
-  ]
-}
-
-/** One target's runtime state: process (PID) or compose (every container running and healthy). */
-export async function targetState(
-  service: Service,
-  color: Color
-): Promise<{ running: boolean; healthy: boolean; detail: string }> {
-  const { runtime } = service
-  if (runtime.kind === 'compose' && 'containersJson' in runtime) {
-    const containers = await (runtime as ComposeRuntime).containersJson(color)
-    if (!containers.length) return { running: false, healthy: false, detail: 'no containers' }
-    const running = containers.every(c => c.state === 'running')
-    const healthy = running && containers.every(c => c.health === 'healthy' || c.health === 'none')
-    const detail = containers.map(c => `${c.name} ${c.state}${c.health !== 'none' ? ` (${c.health})` : ''}`)
-    return { running, healthy, detail: detail.join(', ') }
-  }
-  const state = await runtime.state(color)
-  return { running: state.running, healthy: state.running, detail: state.detail }
-}
-
-/** Whether the Docker daemon answers a ping; only meaningful for the compose runtime. */
-export async function dockerDaemon(): Promise<{ ok: boolean; detail: string }> {
-  try {
-    await dockerFor(process.env).ping()
-    return { ok: true, detail: 'answers' }
-  } catch (e) {
-    return {
-      ok: false,
-      detail: `not answering (${messageOf(e)}) — systemctl status docker; sudo systemctl restart docker`
-    }
-  }
-}
-
-/** Free disk under backups.dir, and what may be pruned when it runs short. */
-export async function diskSpace(
-  service: Service
-): Promise<{ freeBytes: number; low: boolean; prunable: string[]; detail: string }> {
-  const { config } = service
-  const { freeBytes } = await freeSpace(config.backups.dir)
-  const low = freeBytes < config.assess.minFreeDiskMB * 1024 * 1024
-  let prunable: string[] = []
-  try {
-    const plan = retentionPlan(service)
-    prunable = [...new Set([...plan.deleted, ...plan.prunable])]
-  } catch {
-    // no backups dir yet: nothing to prune
-  }
-  const detail =
-    `${formatBytes(freeBytes)} free under ${config.backups.dir}` +
-    (low
-      ? ` (below ${config.assess.minFreeDiskMB} MB) — may be pruned: ` +
-        (prunable.length
-          ? `old backups beyond retention ${prunable.join(', ')} (rm -r ${config.backups.dir}/<id>)`
-          : 'no backup (only the protected ones are left)') +
-        (config.runtime === 'compose' ? '; unused Docker data (docker system prune -af)' : '')
-      : '')
-  return { freeBytes, low, prunable, detail }
-}
 
 interface TrafficRound {
   errorRatePercent: Reading<number>
   p95Seconds: Reading<number>
   requests: number
+  /** Failed requests behind the rate (sampling only: Prometheus gives a rate). */
+  failed?: number
+  latencySamples: number
+  source: 'prometheus' | 'nginx'
 }
 
 const showReading = (r: Reading<boolean | number> | undefined): string =>
@@ -230,43 +166,73 @@ export async function assess(service: Service, options: AssessOptions = {}): Pro
 
   const prom = config.prometheus
   const prometheus = prom ? createPrometheus({ url: prom.url }) : undefined
-  const trafficRound = async (): Promise<TrafficRound> => {
-    if (prom && prometheus) {
-      const [rate, p95, count] = await Promise.all([
-        prometheus.queryValue(prom.errorRateQuery ?? errorRatePercentQuery(prom.window)),
-        prometheus.queryValue(prom.p95Query ?? p95SecondsQuery(prom.window)),
-        prometheus.queryValue(prom.requestCountQuery ?? requestCountQuery(prom.window))
-      ])
-      if (isInconclusive(count)) {
-        const why = inconclusive(`request count: ${count.why}`)
-        return { errorRatePercent: why, p95Seconds: why, requests: 0 }
-      }
-      const requests = Math.round(count)
-      if (requests < settings.minRequests) {
-        const why = inconclusive(
-          `only ${requests} requests in ${prom.window}, fewer than ${settings.minRequests}`
-        )
-        return { errorRatePercent: why, p95Seconds: why, requests }
-      }
-      return { errorRatePercent: rate, p95Seconds: p95, requests }
+  // Sized from the thresholds: enough requests over all rounds to tell MEDIUM from HIGH at 95 % confidence.
+  const needed = errorRateSampleSize(thresholds, ERROR_RATE_CONFIDENCE)
+  const perRound = Math.min(10_000, Math.max(samples, Math.ceil(needed / rounds)))
+  const requestTimeoutMs = probeTimeoutMs(thresholds)
+  const roundDeadlineMs = Math.max(30_000, 3 * requestTimeoutMs + 5000)
+  /** Why Prometheus could not be used, once it could not: every later round samples through nginx. */
+  let promFailure: string | undefined
+
+  const promRound = async (): Promise<TrafficRound | string> => {
+    if (!prom || !prometheus) return 'not configured'
+    const [rate, p95, count] = await Promise.all([
+      prometheus.queryValue(prom.errorRateQuery ?? errorRatePercentQuery(prom.window)),
+      prometheus.queryValue(prom.p95Query ?? p95SecondsQuery(prom.window)),
+      prometheus.queryValue(prom.requestCountQuery ?? requestCountQuery(prom.window))
+    ])
+    if (isInconclusive(count)) return `request count: ${count.why}`
+    const requests = Math.round(count)
+    if (requests < settings.minRequests)
+      return `only ${requests} requests in ${prom.window}, fewer than ${settings.minRequests} (no traffic)`
+    if (isInconclusive(rate)) return `error rate: ${rate.why}`
+    return {
+      errorRatePercent: rate,
+      p95Seconds: p95,
+      requests,
+      latencySamples: requests,
+      source: 'prometheus'
     }
+  }
+  const sampleRound = async (): Promise<TrafficRound> => {
     const sample = await sampleHttp({
       url: `${config.nginx.url}/`,
-      requests: samples,
-      budgetMs: 20_000,
-      concurrency: 16,
-      minCompleted: Math.min(settings.minRequests, samples)
+      requests: perRound,
+      requestTimeoutMs,
+      budgetMs: roundDeadlineMs - 3000,
+      concurrency: Math.min(perRound, SAMPLE_CONCURRENCY),
+      minCompleted: Math.min(settings.minRequests, perRound)
     })
     if (sample.status !== 'ok') {
       const why = inconclusive(sample.why)
-      return { errorRatePercent: why, p95Seconds: why, requests: sample.completed + sample.errors }
+      return {
+        errorRatePercent: why,
+        p95Seconds: why,
+        requests: sample.completed + sample.errors,
+        latencySamples: 0,
+        source: 'nginx'
+      }
     }
-    const requests = sample.completed + sample.errors
-    if (requests < settings.minRequests) {
-      const why = inconclusive(`only ${requests} requests, fewer than ${settings.minRequests}`)
-      return { errorRatePercent: why, p95Seconds: why, requests }
+    const short = (n: number, what: string): Reading<number> | undefined =>
+      n < settings.minRequests
+        ? inconclusive(`only ${n} ${what}, fewer than ${settings.minRequests}`)
+        : undefined
+    return {
+      errorRatePercent: short(sample.requests, 'answered requests') ?? sample.errorRatePercent,
+      p95Seconds: short(sample.latencySamples, 'latency samples') ?? sample.p95Seconds,
+      requests: sample.requests,
+      failed: sample.failed,
+      latencySamples: sample.latencySamples,
+      source: 'nginx'
     }
-    return { errorRatePercent: sample.errorRatePercent, p95Seconds: sample.p95Seconds, requests }
+  }
+  const trafficRound = async (): Promise<TrafficRound> => {
+    if (prom && promFailure === undefined) {
+      const r = await promRound()
+      if (typeof r !== 'string') return r
+      promFailure = r
+    }
+    return sampleRound()
   }
   const upRound = async (): Promise<Reading<boolean>> => {
     const res = await probeThroughNginx(config)
@@ -274,17 +240,19 @@ export async function assess(service: Service, options: AssessOptions = {}): Pro
   }
 
   const sampled = timed(
-    `service up, error rate and p95: ${rounds} rounds (${prom ? `Prometheus, ${prom.window}` : `${samples} requests through nginx`}), failure limit ${failureLimit}`,
+    `service up, error rate and p95: ${rounds} rounds (${prom ? `Prometheus, ${prom.window}; else ` : ''}${perRound} requests through nginx, ${requestTimeoutMs / 1000} s deadline each), failure limit ${failureLimit}`,
     async () => {
       const ups: Reading<boolean>[] = []
       const traffic: TrafficRound[] = []
       for (let i = 0; i < rounds; i++) {
         if (i > 0) await sleep(intervalMs)
         const [up, t] = await Promise.all([
-          withDeadline(upRound(), 30_000, () => inconclusive('no answer within 30 s')),
-          withDeadline(trafficRound(), 30_000, () => {
-            const why = inconclusive('no answer within 30 s')
-            return { errorRatePercent: why, p95Seconds: why, requests: 0 }
+          withDeadline(upRound(), roundDeadlineMs, () =>
+            inconclusive(`no answer within ${roundDeadlineMs / 1000} s`)
+          ),
+          withDeadline(trafficRound(), roundDeadlineMs, (): TrafficRound => {
+            const why = inconclusive(`no answer within ${roundDeadlineMs / 1000} s`)
+            return { errorRatePercent: why, p95Seconds: why, requests: 0, latencySamples: 0, source: 'nginx' }
           })
         ])
         ups.push(up)
@@ -297,35 +265,72 @@ export async function assess(service: Service, options: AssessOptions = {}): Pro
           : upVerdict.verdict === 'fail'
             ? false
             : inconclusive(upVerdict.why)
-      const rate = sustained(
-        traffic.map(t => t.errorRatePercent),
-        v => v > thresholds.errorRatePercent.high,
-        failureLimit
-      )
       const p95 = sustained(
         traffic.map(t => t.p95Seconds),
         v => v > thresholds.responseTimeSeconds.high,
         failureLimit
       )
-      const counted = traffic.filter(t => !isInconclusive(t.errorRatePercent)).map(t => t.requests)
-      const requestCount = counted.length ? Math.min(...counted) : 0
+      const latencyCounts = traffic.filter(t => !isInconclusive(t.p95Seconds)).map(t => t.latencySamples)
+      // Sampled rounds are pooled (independent requests: the interval narrows with each); Prometheus rounds read
+      // overlapping windows of the same traffic, so they are not pooled: the sustained value holds.
+      const pooled = traffic.filter(
+        t => t.source === 'nginx' && t.failed !== undefined && !isInconclusive(t.errorRatePercent)
+      )
+      let errorRatePercent: Reading<number>
+      let requestCount: number
+      let errorRateInterval: Measurements['errorRateInterval']
+      if (
+        pooled.length > 0 &&
+        pooled.length === traffic.filter(t => !isInconclusive(t.errorRatePercent)).length
+      ) {
+        const failed = pooled.reduce((n, t) => n + (t.failed ?? 0), 0)
+        requestCount = pooled.reduce((n, t) => n + t.requests, 0)
+        errorRatePercent = (100 * failed) / requestCount
+        errorRateInterval = wilsonInterval(failed, requestCount, ERROR_RATE_CONFIDENCE)
+      } else {
+        const rate = sustained(
+          traffic.map(t => t.errorRatePercent),
+          v => v > thresholds.errorRatePercent.high,
+          failureLimit
+        )
+        errorRatePercent = rate.value
+        const counted = traffic.filter(t => !isInconclusive(t.errorRatePercent)).map(t => t.requests)
+        requestCount = counted.length ? Math.min(...counted) : 0
+        if (!isInconclusive(rate.value) && requestCount > 0)
+          errorRateInterval = wilsonInterval(
+            Math.round((rate.value / 100) * requestCount),
+            requestCount,
+            ERROR_RATE_CONFIDENCE
+          )
+      }
       const measured: Measurements = {
         serviceUp,
-        errorRatePercent: rate.value,
+        errorRatePercent,
+        errorRateInterval,
         p95Seconds: p95.value,
         requestCount,
-        latencySampleCount: requestCount
+        latencySampleCount: latencyCounts.length ? Math.min(...latencyCounts) : 0
       }
+      const sources = new Set(traffic.map(t => t.source))
+      const source = !sources.has('nginx')
+        ? `Prometheus (${prom?.url ?? '?'}, window ${prom?.window ?? '?'})`
+        : `${traffic.filter(t => t.source === 'nginx').length} rounds of up to ${perRound} requests sampled through nginx ${config.nginx.url}` +
+          (prom ? ` — Prometheus was not used: ${promFailure ?? 'unknown'}` : ' (no Prometheus configured)')
       return {
         measured,
+        source,
         rounds: traffic.map(
           (t, i) =>
             `${showReading(ups[i])}/${fixed(t.errorRatePercent, 1)}%/${fixed(t.p95Seconds, 3)}s/${t.requests}`
         )
       }
     },
-    ({ measured: m, rounds: r }) =>
-      `up ${showReading(m.serviceUp)}, error rate ${showReading(m.errorRatePercent)} %, p95 ${showReading(m.p95Seconds)} s; ` +
+    ({ measured: m, rounds: r, source }) =>
+      `up ${showReading(m.serviceUp)}, error rate ${showReading(m.errorRatePercent)} %` +
+      (m.errorRateInterval
+        ? ` (95 % CI ${m.errorRateInterval.low.toFixed(1)}–${m.errorRateInterval.high.toFixed(1)} % over ${m.requestCount} requests)`
+        : '') +
+      `, p95 ${showReading(m.p95Seconds)} s; source: ${source}; ` +
       `rounds (up/rate/p95/requests): ${r.join(' | ')}`
   )
 
@@ -421,8 +426,46 @@ export async function assess(service: Service, options: AssessOptions = {}): Pro
     previousHealthy: prev
   }
   const assessment = classifySeverity(measurements, thresholds)
+  assessment.reasons.push({
+    code: 'traffic_source',
+    message: `error rate and p95 from ${t.source}`,
+    severity: 'LOW',
+    measured: null,
+    threshold: null
+  })
   if (space.low) assessment.reasons.push(diskReason(space.detail))
-  return { assessment, measurements, probes }
+  const report: AssessReport = { assessment, measurements, probes, trafficSource: t.source }
+  try {
+    recordAssessment(config, assessment.severity, assessment.shouldRollback)
+  } catch (e) {
+    service.log.warn(`could not record the assessment in ${config.state.dir}: ${messageOf(e)}`)
+  }
+  if (options.recommend === false) return report
+  const started = performance.now()
+  const nginxOpen = open.find(p => p.name === 'nginx')?.open ?? (await listening(nginxAddress(config)))
+  const dbDown = databaseFailure === true ? await databaseRefuses(config) : undefined
+  report.recommendation = await recommend(service, {
+    wanted: assessment.recommendedLevel,
+    nginxListening: nginxOpen,
+    databaseDown: dbDown
+  })
+  probes.push({
+    name: 'recommendation (dry run of each level tried)',
+    value:
+      report.recommendation.checked.map(c => `Level ${c.level}: ${c.detail}`).join('; ') ||
+      'no dry run needed',
+    ms: Math.round(performance.now() - started)
+  })
+  return report
+}
+
+/** The database server's port refuses connections: it is not running (not a query failing on a live server). */
+async function databaseRefuses(config: Service['config']): Promise<{ detail: string } | undefined> {
+  const db = config.database
+  if (db?.kind !== 'postgres') return undefined
+  const url = new URL(db.url)
+  const address = `${url.hostname}:${url.port || '5432'}`
+  return (await listening(address)) ? undefined : { detail: `nothing listens on ${address}` }
 }
 
 /** Disk running short is not a severity of its own (the runbook lists it under Common Issues): a LOW note. */

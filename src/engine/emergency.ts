@@ -1,5 +1,4 @@
 import {
-  appendFileSync,
   copyFileSync,
   existsSync,
   mkdirSync,
@@ -9,18 +8,20 @@ import {
   statSync,
   writeFileSync
 } from 'node:fs'
-import { userInfo } from 'node:os'
 import path from 'node:path'
-import type { Color, Config } from '../core/config'
-import { UserError, messageOf } from '../core/errors'
+import type { Color } from '../core/config'
+import { OperationError, UserError, messageOf } from '../core/errors'
 import { formatBackupId } from '../core/run-record'
 import { sha256File, tarZstd } from '../drivers/archive'
 import { dockerFor, type ComposeRuntime } from '../drivers/compose'
 import { readPid, runningPid } from '../drivers/process'
-import { diskSpace, dockerDaemon, knownPorts, listening, targetState } from './assess'
+import { diskSpace, dockerDaemon, knownPorts, listening, targetState } from './probes'
+import { securityHoldFile, whoAmI, writeBreachRecord, type SecurityHold } from './security-hold'
 import type { OperationResult } from './operation'
 import { rollback, type RollbackRequest } from './rollback'
 import { activeColor, targetReady, type Service } from './service'
+import { blockCommands, dataListing, databaseEvidence, nginxFacts } from './evidence'
+import { recommend, recommendationText, type Recommendation } from './recommend'
 import { takeSnapshot } from './snapshot'
 import { processLogFile, recentLogErrors } from './validate'
 
@@ -34,59 +35,7 @@ const COLORS: readonly Color[] = ['blue', 'green']
 // ---------------------------------------------------------------------------------------------------------------
 // Security hold
 
-/**
- * The hold file. Its name is also checked at the top of runOperation (src/engine/operation.ts), which cannot import
- * this module (operation → emergency → rollback → operation would be a cycle).
- */
-export function securityHoldFile(config: Config): string {
-  return path.join(config.state.dir, 'security-hold')
-}
-
-export interface SecurityHold {
-  since: string
-  reason: string
-  by: string
-  evidence?: string
-}
-
-export function readSecurityHold(config: Config): SecurityHold | undefined {
-  const file = securityHoldFile(config)
-  if (!existsSync(file)) return undefined
-  try {
-    return JSON.parse(readFileSync(file, 'utf8')) as SecurityHold
-  } catch {
-    return { since: statSync(file).mtime.toISOString(), reason: '(unreadable hold file)', by: 'unknown' }
-  }
-}
-
-function whoAmI(): string {
-  try {
-    return userInfo().username
-  } catch {
-    return process.env.USER ?? 'unknown'
-  }
-}
-
-/** Lifts the security hold; the release (who, why, when, and the hold it lifted) is kept in state/security-hold.log. */
-export function releaseSecurityHold(config: Config, reason: string): SecurityHold {
-  if (!reason.trim())
-    throw new UserError(
-      'emergency release needs --reason TEXT: say who approved the restart and why',
-      'bad_argument'
-    )
-  const hold = readSecurityHold(config)
-  if (!hold)
-    throw new UserError(
-      `there is no security hold (${securityHoldFile(config)}) — nothing to release`,
-      'no_hold'
-    )
-  appendFileSync(
-    path.join(config.state.dir, 'security-hold.log'),
-    JSON.stringify({ releasedAt: new Date().toISOString(), releasedBy: whoAmI(), reason, hold }) + '\n'
-  )
-  rmSync(securityHoldFile(config))
-  return hold
-}
+export { readSecurityHold, releaseSecurityHold, securityHoldFile, type SecurityHold } from './security-hold'
 
 // ---------------------------------------------------------------------------------------------------------------
 // Complete service outage
@@ -105,7 +54,8 @@ export interface OutageReport {
   disk: { low: boolean; detail: string; prunable: string[] }
   ports: { name: string; address: string; open: boolean }[]
   logs: { color: Color; source: string; errors: string[] }[]
-  recommendation: { level: 1 | 2; why: string; command: string }
+  /** The recommended action, its level's plan checked by a dry run. */
+  recommendation: Recommendation
 }
 
 /** Diagnostics for a complete outage, and the recommended action. Changes nothing. */
@@ -146,23 +96,11 @@ export async function outageDiagnostics(service: Service): Promise<OutageReport>
       })
     ).then(list => list.filter(x => x !== undefined))
   ])
-  // "Try with last known good version": the previous target, when it is healthy, is one switch away (Level 1).
-  const previous = active ? (active === 'blue' ? 'green' : 'blue') : undefined
-  const previousTarget = targets.find(t => t.color === previous)
-  const recommendation =
-    previousTarget?.ready === true
-      ? {
-          level: 1 as const,
-          why: `the previous target ${previousTarget.color} ${previousTarget.version} is healthy: switch back to it (Level 1)`,
-          command: 'backout rollback --level 1'
-        }
-      : {
-          level: 2 as const,
-          why: previous
-            ? `the previous target ${previous} is not healthy (${previousTarget?.detail ?? 'unknown'}): Level 2 redeploys the last known good version`
-            : 'nginx points at neither target: Level 2 redeploys the last known good version',
-          command: 'backout rollback --level 2'
-        }
+  // The runbook: check Docker and disk, then "try with last known good version" — whatever runs, checked first.
+  const recommendation = await recommend(service, {
+    wanted: 1,
+    nginxListening: ports.find(p => p.name === 'nginx')?.open ?? false
+  })
   return { active, targets, docker, disk, ports, logs, recommendation }
 }
 
@@ -184,8 +122,7 @@ export function outageText(r: OutageReport): string {
         ])
       : ['  logs: none to read']),
     '',
-    `Recommended: Level ${r.recommendation.level} — ${r.recommendation.why}`,
-    `  ${r.recommendation.command}`,
+    recommendationText(r.recommendation),
     '  If that fails too: restore from the infrastructure backup (contact the infrastructure team).'
   ].join('\n')
 }
@@ -202,28 +139,37 @@ export interface DbCorruptionResult {
 }
 
 /**
- * Database corruption: immediate shutdown of the live target (both when nginx points at neither), an emergency
- * snapshot of the damaged state, then Level 3 — which asks for confirmation through `confirm`. When Level 3 is
- * refused or fails, the service stays stopped and the snapshot is kept, and the message says so.
+ * Database corruption, as the runbook does it: immediate shutdown of every service (both targets — `docker-compose
+ * down`; the database server stays up for the restore), an emergency snapshot of the damaged state, then Level 3 —
+ * to a backup (`target`) or, with `toTime`, to a moment by WAL replay — which asks for confirmation through
+ * `confirm`. When Level 3 is refused or fails, the services stay stopped and the snapshot is kept, and the message
+ * says what this emergency already changed.
  */
 export async function dbCorruption(
   service: Service,
-  options: Pick<RollbackRequest, 'confirm' | 'target' | 'reason'>
+  options: Pick<RollbackRequest, 'confirm' | 'target' | 'reason' | 'toTime'>
 ): Promise<DbCorruptionResult> {
   const { config, runtime, log } = service
-  const active = activeColor(service)
   const stopped: Partial<Record<Color, string>> = {}
-  for (const color of active ? [active] : COLORS) {
-    stopped[color] = await runtime.stop(color, config.stop.timeoutSeconds * 1000)
+  for (const color of COLORS) {
+    try {
+      stopped[color] = await runtime.stop(color, config.stop.timeoutSeconds * 1000)
+    } catch (e) {
+      stopped[color] = `FAILED to stop: ${messageOf(e)}`
+    }
     log.info(`1. immediate shutdown: ${color} ${stopped[color]}`)
   }
+  const shutdown = Object.entries(stopped)
+    .map(([c, how]) => `${c} ${how}`)
+    .join(', ')
   let snapshotId: string
   try {
     snapshotId = (await takeSnapshot(service, { safety: true, emergency: true })).id
   } catch (e) {
-    throw new UserError(
-      `emergency snapshot failed: ${messageOf(e)} — the service stays stopped and Level 3 was not started; ` +
-        'free space or fix the cause, then take it with `backout snapshot --safety`',
+    throw new OperationError(
+      `emergency snapshot failed: ${messageOf(e)} — already done: shutdown (${shutdown}); the services stay ` +
+        'stopped and Level 3 was not started. Free space or fix the cause, then take it with ' +
+        '`backout snapshot --safety`',
       'snapshot_failed'
     )
   }
@@ -233,6 +179,7 @@ export async function dbCorruption(
     level3 = await rollback(service, {
       level: 3,
       target: options.target,
+      toTime: options.toTime,
       reason: options.reason,
       dryRun: false,
       confirm: options.confirm
@@ -258,11 +205,16 @@ export async function dbCorruption(
     }
   }
   const recovered = level3.error === undefined
+  const again =
+    `backout rollback --level 3${options.target ? ` --target ${options.target}` : ''}` +
+    `${options.toTime ? ` --to-time ${options.toTime}` : ''}`
+  const already = `this emergency already stopped ${shutdown} and took the emergency snapshot ${snapshotId}`
   const message = recovered
     ? `recovered by Level 3 (run ${level3.record.id}); the emergency snapshot ${snapshotId} is kept`
-    : `Level 3 did not recover the service: ${messageOf(level3.error)} — the service stays STOPPED and the ` +
-      `emergency snapshot ${snapshotId} is kept. Fix the cause and run \`backout rollback --level 3\` ` +
-      '(--target ID picks another backup: backout list), or contact the database administrator.'
+    : `${level3.record.status === 'refused' ? 'Level 3 was refused — Level 3 itself changed nothing' : 'Level 3 failed'} ` +
+      `(${messageOf(level3.error)}), but ${already}: the services stay STOPPED and the snapshot is kept. ` +
+      `Fix the cause and run \`${again}\` (--target ID picks another backup: backout list; --to-time ISO ` +
+      'recovers to a moment), or contact the database administrator.'
   return { stopped, snapshotId, level3, recovered, message }
 }
 
@@ -271,6 +223,13 @@ export async function dbCorruption(
 
 export interface SecurityResult {
   hold: string
+  /** When the breach happened (as told, else when isolation began): later backups are never a default recovery point. */
+  breachAt: string
+  /** The ports nginx listens on (from `nginx -T`) and the exact commands that block them. */
+  ports: number[]
+  blockCommands: string[]
+  /** The runbook's remaining steps: no restart until approved, contact, follow the plan. */
+  nextSteps: string[]
   stopped: Partial<Record<Color, string>>
   evidence: string
   sha256: string
@@ -328,10 +287,21 @@ function processInfo(pidFile: string): Record<string, unknown> {
  */
 export async function securityIsolate(
   service: Service,
-  options: { reason: string; configFile?: string; now?: Date }
+  options: {
+    reason: string
+    configFile?: string
+    now?: Date
+    /** When the breach happened, if known to be earlier than now: backups from then on are never a default recovery point. */
+    breachAt?: string
+  }
 ): Promise<SecurityResult> {
   const { config, runtime, log, nginx } = service
   const now = options.now ?? new Date()
+  if (options.breachAt !== undefined && !(Date.parse(options.breachAt) <= now.getTime()))
+    throw new UserError(
+      `--since: "${options.breachAt.slice(0, 40)}" is not a past time — use ISO-8601, e.g. 2026-11-23T12:00:00Z`,
+      'bad_argument'
+    )
   const ts = timestamp(now)
   const hold = securityHoldFile(config)
   mkdirSync(config.state.dir, { recursive: true })
@@ -339,6 +309,13 @@ export async function securityIsolate(
   const evidence = path.join(config.backups.dir, `evidence-${ts}.tar.zst`)
   const held: SecurityHold = { since: now.toISOString(), reason: options.reason, by: whoAmI(), evidence }
   writeFileSync(hold, JSON.stringify(held, null, 2) + '\n')
+  const breachAt = options.breachAt ?? now.toISOString()
+  writeBreachRecord(config, {
+    breachAt,
+    recordedAt: now.toISOString(),
+    reason: options.reason,
+    evidence
+  })
   log.info(
     `security hold in place: ${hold} — nothing restarts until \`backout emergency release --reason ...\``
   )
@@ -418,14 +395,28 @@ export async function securityIsolate(
     }
     log.info(`isolation: ${color} ${stopped[color]}`)
   }
+  // Block external access: nginx still runs (and answers 502) on the ports its own configuration names.
+  const nginxInfo = await nginxFacts(config)
+  writeFileSync(path.join(staging, 'nginx-T.txt'), nginxInfo.dump)
+  const block = blockCommands(nginxInfo.ports)
   notes.push(
-    'nginx still runs and answers 502: block ports 80/443 at the firewall (the runbook: iptables -A INPUT ... -j DROP)'
+    `nginx still listens on port(s) ${nginxInfo.ports.join(', ')}: block them at the firewall — ${block.join('; ')}`
   )
 
   // Logs (after the stop, so they hold the last lines), config files, the history and run records.
   for (const color of COLORS) {
     const file = processLogFile(config, color)
     if (file && !collect(file, staging, 'logs')) notes.push(`${color}: no log file at ${file}`)
+  }
+  for (const file of nginxInfo.logFiles)
+    if (!collect(file, staging, 'logs/nginx')) notes.push(`nginx log ${file} not found`)
+  // The data dirs as they are now: every file's sha256, size, mode and mtime.
+  const listing = (await Promise.all(config.data.map(d => dataListing(d.path)))).flat()
+  writeFileSync(path.join(staging, 'data-listing.txt'), listing.join('\n') + '\n')
+  try {
+    notes.push(`database: ${await databaseEvidence(config, path.join(staging, 'database'))}`)
+  } catch (e) {
+    notes.push(`database dump failed: ${messageOf(e)}`)
   }
   for (const file of [
     ...config.configFiles,
@@ -446,5 +437,23 @@ export async function securityIsolate(
   writeFileSync(`${evidence}.sha256`, `${written.sha256}  ${path.basename(evidence)}\n`)
   rmSync(staging, { recursive: true, force: true })
   log.info(`evidence: ${evidence} (${files.length} files, sha256 ${written.sha256})`)
-  return { hold, stopped, evidence, sha256: written.sha256, files, forensicImages, notes }
+  const nextSteps = [
+    'DO NOT RESTART until the security team approves; then: backout emergency release --reason "approved by ..."',
+    'Contact: Security team immediately',
+    'Follow: Security Incident Response Plan',
+    `Restore only from a backup taken before the breach (${breachAt}); backups from then on are never a default recovery point`
+  ]
+  return {
+    hold,
+    breachAt,
+    ports: nginxInfo.ports,
+    blockCommands: block,
+    nextSteps,
+    stopped,
+    evidence,
+    sha256: written.sha256,
+    files,
+    forensicImages,
+    notes
+  }
 }

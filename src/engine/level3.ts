@@ -33,6 +33,7 @@ import type { Step } from './run-steps'
 import { activeColor, targetReady, type Service } from './service'
 import { configEntryPath, estimateSnapshotBytes, takeSnapshot } from './snapshot'
 import { finalValidationStep } from './final-validation'
+import { isPostBreach } from './security-hold'
 import { sleep } from '../drivers/sleep'
 import { unusedPath } from '../drivers/paths'
 import { foreignBackup } from '../drivers/sqlite-identity'
@@ -201,10 +202,15 @@ export const level3Steps: LevelSteps = (service, record, req) => {
           req.target ?? (interrupted && interrupted.toTime === req.toTime ? interrupted.backupId : undefined)
         if (id) backup = store.get(id)
         else {
-          // The newest snapshot — of this database (a SQLite backup of another one is never picked).
+          // The newest snapshot of this database (a SQLite backup of another one is never picked); after a security
+          // breach, a backup taken since may hold what the attacker left: never the default.
           backup = undefined
           for (const b of store.list())
-            if (b.manifest.kind === 'snapshot' && !(await foreignBackup(config.database, b))) {
+            if (
+              b.manifest.kind === 'snapshot' &&
+              !isPostBreach(config, b) &&
+              !(await foreignBackup(config.database, b))
+            ) {
               backup = b
               break
             }

@@ -8,7 +8,9 @@ import { runCommand } from '../drivers/exec'
 import { field, probe } from '../drivers/http'
 import { sampleHttp } from '../drivers/http-sampler'
 import { runningPid } from '../drivers/process'
-import { listening, nginxAddress, targetState } from './assess'
+import { readTraffic } from './monitor'
+import { recordValidation } from './observations'
+import { listening, nginxAddress, targetState } from './probes'
 import { activeColor, answeredBy, probeThroughNginx, type Service } from './service'
 import { sleep } from '../drivers/sleep'
 
@@ -368,6 +370,31 @@ export async function validate(service: Service, options: ValidateOptions): Prom
       }
     })(),
     (async (): Promise<Check[]> => {
+      if (config.prometheus) {
+        // Prometheus when it is configured and has traffic in its window; else a sample through nginx.
+        const r = await readTraffic(service, { samples: options.samples ?? 40 })
+        const from =
+          r.source === 'prometheus'
+            ? `Prometheus, ${config.prometheus.window}`
+            : `sampled through nginx${r.why ? `; ${r.why}` : ''}`
+        if (r.errorRatePercent === undefined || r.p95Seconds === undefined) {
+          const why = `inconclusive: ${r.why ?? 'no answer'} (${from})`
+          return [
+            fail('error rate', why, `< ${th.errorRatePercent}%`),
+            fail('p95 latency', why, `< ${th.p95Ms} ms`)
+          ]
+        }
+        const p95 = Math.round(r.p95Seconds * 1000)
+        return [
+          verdict(
+            r.errorRatePercent < th.errorRatePercent,
+            'error rate',
+            `${r.errorRatePercent.toFixed(1)}% over ${r.requests} requests (${from})`,
+            `< ${th.errorRatePercent}%`
+          ),
+          verdict(p95 < th.p95Ms, 'p95 latency', `${p95} ms (${from})`, `< ${th.p95Ms} ms`)
+        ]
+      }
       const sample = await sampleHttp({
         url: `${config.nginx.url}/`,
         requests: options.samples ?? 40,
@@ -429,7 +456,22 @@ export async function validate(service: Service, options: ValidateOptions): Prom
         )
       : skip('monitoring', 'quick validation (use --thorough)')
   )
-  return { passed: flat.every(c => c.status !== 'fail'), checks: flat }
+  const report = { passed: flat.every(c => c.status !== 'fail'), checks: flat }
+  const measured = (name: string): string | undefined => {
+    const c = flat.find(x => x.name === name)
+    return c && c.status !== 'skip' && !c.measured.startsWith('inconclusive') ? c.measured : undefined
+  }
+  try {
+    recordValidation(config, {
+      at: new Date().toISOString(),
+      passed: report.passed,
+      errorRate: measured('error rate'),
+      p95: measured('p95 latency')
+    })
+  } catch (e) {
+    service.log.warn(`could not record the validation in ${config.state.dir}: ${messageOf(e)}`)
+  }
+  return report
 }
 
 export function checksMarkdown(report: ValidationReport): string {

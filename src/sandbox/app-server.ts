@@ -10,7 +10,10 @@ export interface AppOptions {
   host: string
   environment: string
   version: string
-  /** Share of API requests answered 500, 0..1. */
+  /**
+   * Share of API requests answered 500, 0..1 — deterministically: of the first n API requests exactly ⌊n·share⌋
+   * fail, so a sample of a few hundred sees the share itself, not a random draw around it.
+   */
   errorRate: number
   /** Extra latency of API requests, ms. */
   delayMs: number
@@ -69,8 +72,8 @@ export function startAppServer(options: AppOptions): Promise<http.Server> {
         served
       })
     if (url === '/metrics') return send(200, metrics(), 'text/plain; version=0.0.4')
-    served++
-    const fail = options.errorRate > 0 && Math.random() < options.errorRate
+    const n = served++
+    const fail = Math.floor((n + 1) * options.errorRate) > Math.floor(n * options.errorRate)
     setTimeout(() => {
       const status = fail ? 500 : 200
       observe(status, (performance.now() - started) / 1000)

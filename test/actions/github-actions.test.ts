@@ -94,11 +94,11 @@ test('open-incident: one incident issue after three runs, post-mortem comment, d
   const repo = server.state.repo(REPO)
   expect(repo.issues).toHaveLength(1)
   const issue = repo.issues[0]!
-  expect(issue.title).toBe('Production Rollback: error rate 30% after deploy')
-  expect(issue.labels.map(l => l.name).sort()).toEqual(['incident', 'production', 'rollback'])
+  expect(issue.title).toBe('Sandbox Rollback: spacetime v2.5.0 → v2.4.9: error rate 30% after deploy')
+  expect(issue.labels.map(l => l.name).sort()).toEqual(['incident', 'rollback', 'sandbox'])
   expect(issue.body).toContain('v2.5.0')
   expect(issue.body).toContain('https://github.com/Codertocat/Hello-World/actions/runs/4242')
-  expect(repo.labels.map(l => l.name).sort()).toEqual(['incident', 'production', 'rollback'])
+  expect(repo.labels.map(l => l.name).sort()).toEqual(['incident', 'rollback', 'sandbox'])
   // the post-mortem once, then a comment per re-run
   expect(repo.comments).toHaveLength(3)
   expect(repo.comments[0]!.body).toContain('Post-Mortem')

@@ -107,3 +107,14 @@ test('a reason cannot fake a second entry, a status or a terminal escape (#18.9)
     expect(r.byStatus).toEqual({ failed: 1 })
   }
 })
+
+test('markdown says seconds for a run under a minute, never "1 minutes"', () => {
+  const line = (d: string): string =>
+    `[2025-12-03 10:00:00] LEVEL=1 FROM=v2 TO=v1 DURATION=${d} STATUS=success REASON="x"`
+  const md = historyMarkdown([line('0'), line('1'), line('42'), line('60')])
+  expect(md).toContain('| under 1 second |')
+  expect(md).toContain('| 1 second |')
+  expect(md).toContain('| 42 seconds |')
+  expect(md).toContain('| 1 minute |')
+  expect(md).not.toContain('1 minutes')
+})

@@ -2,10 +2,13 @@ import {
   GITHUB_BODY_MAX,
   analysisSection,
   escalationComment,
+  configChanges,
   fingerprintMarker,
   incidentBody,
   incidentFingerprint,
+  incidentLabels,
   incidentTitle,
+  nginxDowntime,
   postMortemBody,
   riskyFiles,
   stakeholderNotification,
@@ -91,6 +94,58 @@ describe('incident issue', () => {
     expect(incidentTitle('error rate 34%')).toBe('Production Rollback: error rate 34%')
     expect(incidentTitle('  multi\nline  ')).toBe('Production Rollback: multi line')
     expect(incidentTitle('x'.repeat(500)).length).toBeLessThan(230)
+  })
+
+  it('names the service, its environment and the versions; labels carry the environment, not "production"', () => {
+    const r = level1({ environment: 'staging' })
+    expect(incidentTitle(r.reason, r)).toBe(
+      'Staging Rollback: api v2.4.0 → v2.3.9: error rate 34% after deploy'
+    )
+    expect(incidentLabels('staging')).toEqual(['incident', 'staging', 'rollback'])
+    expect(incidentLabels('Production EU')).toEqual(['incident', 'production-eu', 'rollback'])
+    expect(stakeholderNotification(r)).toMatch(/^Subject: Staging Rollback - api\n\nSeverity: HIGH/)
+  })
+
+  it('takes the severity assess measured, the detection source, the links, and every level of an escalation', () => {
+    const l1 = level1({
+      id: 'l1',
+      status: 'failed',
+      error: 'blue is not healthy',
+      startedAt: '2025-01-02T14:20:00.000Z',
+      endedAt: '2025-01-02T14:21:00.000Z'
+    })
+    const l2 = level1({ level: 2, severity: undefined })
+    const body = incidentBody(l2, {
+      severity: 'CRITICAL',
+      detectedAt: '2025-01-02T14:18:00Z',
+      detectedBy: 'the first failing assess (CRITICAL)',
+      escalation: [l1],
+      triggerUrl: 'https://github.com/acme/api/issues/7#issuecomment-1',
+      failedRunUrl: 'https://github.com/acme/api/actions/runs/41'
+    })
+    expect(body).toContain('- **Severity:** CRITICAL')
+    const timeline = body.split('## Timeline')[1]!.split('## Impact')[0]!
+    expect(timeline).toContain(
+      '- **2025-01-02 14:18:00 UTC:** Issue detected (the first failing assess (CRITICAL))'
+    )
+    expect(timeline).toContain('- **2025-01-02 14:20:00 UTC:** Level 1 initiated')
+    expect(timeline).toContain(
+      '- **2025-01-02 14:21:00 UTC:** Level 1 failed: blue is not healthy — escalating'
+    )
+    expect(timeline).toContain('Rollback initiated (Level 2)')
+    expect(body).toContain('- Triggered by: https://github.com/acme/api/issues/7#issuecomment-1')
+    expect(body).toContain('- Failed deployment run: https://github.com/acme/api/actions/runs/41')
+  })
+
+  it('says "verified healthy" only for a validation: a passed health wait is not one; a failed validate says so', () => {
+    const noValidation = level1({ steps: level1().steps.filter(s => s.name !== 'Final validation') })
+    expect(incidentBody(noValidation)).toContain('Services not verified (no verification step ran)')
+    const failedValidate = incidentBody(level1(), {
+      validation: { at: '2025-01-02T14:33:00.000Z', passed: false }
+    })
+    expect(failedValidate).toContain(
+      '- **2025-01-02 14:33:00 UTC:** Services NOT verified healthy (backout validate: failed)'
+    )
   })
 
   it("fills the runbook's report from the run record", () => {
@@ -221,7 +276,7 @@ describe('stakeholder notification', () => {
         'Environment: production',
         'Rollback Level: 1',
         'Target Version: v2.3.9',
-        "Downtime: at most 2 min 20 s (the rollback's duration)",
+        "Downtime: not measured through nginx (at most the rollback's duration, 2 min 20 s, if it was down throughout)",
         'Data Loss: None',
         '',
         'Actions Taken:',
@@ -234,18 +289,48 @@ describe('stakeholder notification', () => {
         '- Final validation: Final validation done',
         '',
         'Current Status:',
-        '- All services healthy',
-        '- Error rate normal',
-        '- Response time normal',
+        "- Services answer through nginx (the rollback's own validation)",
+        '- Error rate: not measured after the rollback (run: backout validate)',
+        '- Response time: not measured after the rollback (run: backout validate)',
         '',
         'Next Steps:',
         '- Continued monitoring for 4 hours',
         '- Root cause analysis',
         '- Fix in development',
         '',
-        'Contact: @oncall-alice'
+        'Contact: @oncall-alice',
+        '',
+        'Customer Communication (if applicable):',
+        'We experienced a brief service disruption between 2025-01-02 14:30:00 UTC and 2025-01-02 14:32:20 UTC.',
+        'The issue has been resolved and all services are now operating normally.',
+        'We apologize for any inconvenience.'
       ].join('\n')
     )
+  })
+
+  it('says "error rate normal" only when validate measured it, and the downtime seen through nginx', () => {
+    const text = stakeholderNotification(level1(), {
+      validation: {
+        at: '2025-01-02T14:33:00.000Z',
+        passed: true,
+        errorRate: '0.0% over 40 requests',
+        p95: '12 ms'
+      },
+      downtime: {
+        seconds: 95,
+        badResponses: 412,
+        from: '2025-01-02T14:29:10.000Z',
+        to: '2025-01-02T14:30:45.000Z'
+      },
+      detectedAt: '2025-01-02T14:28:45Z'
+    })
+    expect(text).toContain('- All services healthy (backout validate passed)')
+    expect(text).toContain('- Error rate normal (0.0% over 40 requests)')
+    expect(text).toContain('- Response time normal (p95 12 ms)')
+    expect(text).toContain(
+      'Downtime: 1 min 35 s (412 502/503/504 answers through nginx, 2025-01-02 14:29:10 UTC – 2025-01-02 14:30:45 UTC)'
+    )
+    expect(text).toContain('between 2025-01-02 14:29:10 UTC and 2025-01-02 14:30:45 UTC')
   })
 
   it('does not claim health after a failed rollback, and shows the error as plain text', () => {
@@ -273,7 +358,7 @@ describe('post-mortem', () => {
       incidentUrl: 'https://github.com/acme/api/issues/7'
     })
     expect(sections(body)).toEqual([
-      'Post-Mortem: Production Rollback: error rate 34% after deploy',
+      'Post-Mortem: Production Rollback: api v2.4.0 → v2.3.9: error rate 34% after deploy',
       'Metadata',
       'Executive Summary',
       'Detection',
@@ -329,9 +414,11 @@ describe('failure analysis', () => {
     expect(topErrorLines(log, 10)).toEqual([
       { line: '<time> ERROR db timeout after <n>ms conn=<n>', count: 2 },
       { line: '<time> ERROR user <uuid> not found', count: 2 },
-      { line: '<time> FATAL panic at <hex>', count: 1 },
-      { line: '<time> error db timeout after <n>ms conn=<n>', count: 1 }
+      { line: '<time> FATAL panic at <hex>', count: 1 }
     ])
+    // ERROR-level lines, not lines that contain the word.
+    expect(topErrorLines('INFO 0 errors\nINFO error_rate=0.1\nINFO retrying after error\n', 5)).toEqual([])
+    expect(topErrorLines('{"level":"error","msg":"x"}\nlevel=error msg=y\n', 5)).toHaveLength(2)
     expect(topErrorLines(log, 1)).toHaveLength(1)
     expect(topErrorLines('all good\n', 5)).toEqual([])
   })
@@ -364,24 +451,81 @@ describe('failure analysis', () => {
     ])
   })
 
-  it('renders errors, diff and risky files so no content can break out of its block', () => {
+  it('renders errors, config changes and risky files so no content can break out of its block', () => {
     const section = analysisSection({
       topErrors: [{ line: 'ERROR boom ``` `x`', count: 3 }],
+      configChanges: [
+        {
+          file: '/srv/app/compose.yml',
+          change: 'modified',
+          oldSha256: 'a'.repeat(64),
+          newSha256: 'b'.repeat(64)
+        }
+      ],
       configDiff: '-  image: api:v2.3.9\n+  image: api:v2.4.0\n',
       riskyFiles: ['docker-compose.yml', 'weird`name.sql']
     })
     expect(sections(section)).toEqual([
       'Failure Analysis',
       'Top error lines',
-      'Configuration diff (failed → stable)',
+      'Configuration changes (stable → failed)',
       'Risky files changed'
     ])
     expect(section).toContain('````\n     3  ERROR boom ``` `x`\n````')
+    expect(section).toContain('| /srv/app/compose.yml | modified | aaaaaaaaaaaa | bbbbbbbbbbbb | — |')
     expect(section).toContain('```diff\n-  image: api:v2.3.9\n+  image: api:v2.4.0\n```')
     expect(section).toContain("- `weird'name.sql`")
-    const empty = analysisSection({ topErrors: [], configDiff: '  \n', riskyFiles: [] })
-    expect(empty).toContain('No error lines found in the logs.')
+    const empty = analysisSection({ topErrors: [], configChanges: [], riskyFiles: [] })
+    expect(empty).toContain('No ERROR-level lines found in the logs.')
     expect(empty).toContain('No configuration differences.')
     expect(empty).toContain('None (no SQL, migrations/, compose or .env files changed).')
+  })
+
+  it('lists changed config files with hashes and, for .env, the changed keys as *** — never a value', () => {
+    const stable = new Map([
+      ['/app/.env', Buffer.from('IMAGE_TAG=v1\nDB_PASSWORD=old-pass-1234\nLOG_LEVEL=info\n')],
+      ['/app/app.json', Buffer.from('{"a":1}\n')],
+      ['/app/same.conf', Buffer.from('x=1\n')]
+    ])
+    const failed = new Map([
+      [
+        '/app/.env',
+        Buffer.from('IMAGE_TAG=v2\nDB_PASSWORD=hunter2-new-secret\nLOG_LEVEL=info\nAPI_KEY=k-987\n')
+      ],
+      ['/app/app.json', Buffer.from('{"a":2}\n')],
+      ['/app/same.conf', Buffer.from('x=1\n')]
+    ])
+    const changes = configChanges(stable, failed)
+    expect(changes.map(c => [c.file, c.change])).toEqual([
+      ['/app/.env', 'modified'],
+      ['/app/app.json', 'modified']
+    ])
+    expect(changes[0]!.keys).toEqual([
+      { key: 'API_KEY', change: 'added' },
+      { key: 'DB_PASSWORD', change: 'modified' },
+      { key: 'IMAGE_TAG', change: 'modified' }
+    ])
+    expect(changes[1]!.keys).toBeUndefined()
+    const body = incidentBody(level1(), {
+      analysis: analysisSection({ topErrors: [], configChanges: changes, riskyFiles: ['.env'] })
+    })
+    expect(body).toContain('DB_PASSWORD=*** (modified)')
+    for (const secret of ['old-pass-1234', 'hunter2-new-secret', 'k-987']) expect(body).not.toContain(secret)
+  })
+
+  it('measures downtime from the 502/503/504 answers in nginx access log lines within the window', () => {
+    const log = [
+      '127.0.0.1 - - [02/Jan/2025:14:29:59 +0000] "GET / HTTP/1.1" 200 10 "-" "x"',
+      '127.0.0.1 - - [02/Jan/2025:15:30:01 +0100] "GET / HTTP/1.1" 502 10 "-" "x"',
+      '127.0.0.1 - - [02/Jan/2025:14:30:20 +0000] "GET /health HTTP/1.1" 504 10 "-" "x"',
+      '127.0.0.1 - - [02/Jan/2025:14:40:00 +0000] "GET / HTTP/1.1" 502 10 "-" "x"'
+    ].join('\n')
+    expect(nginxDowntime(log, '2025-01-02T14:30:00Z', '2025-01-02T14:35:00Z')).toEqual({
+      seconds: 20,
+      badResponses: 2,
+      from: '2025-01-02T14:30:01.000Z',
+      to: '2025-01-02T14:30:20.999Z'
+    })
+    expect(nginxDowntime(log, '2025-01-02T14:31:00Z', '2025-01-02T14:35:00Z')).toBeUndefined()
   })
 })

@@ -4,7 +4,11 @@ import {
   classifySeverity,
   inconclusive,
   resolveThresholds,
-  type Measurements
+  type Measurements,
+  errorRateSampleSize,
+  wilsonInterval,
+  probeTimeoutMs,
+  DEFAULT_THRESHOLDS
 } from '../../src/core/severity'
 import { UserError } from '../../src/core/errors'
 
@@ -269,5 +273,27 @@ describe('aggregateSamples', () => {
   it('rejects nonsense options', () => {
     expect(() => aggregateSamples([true], { minSamples: 0, failureLimit: 1 })).toThrow(/minSamples/)
     expect(() => aggregateSamples([true], { minSamples: 1, failureLimit: 1.5 })).toThrow(/failureLimit/)
+  })
+})
+
+describe('sample sizing and the error-rate interval', () => {
+  it('sizes the sample to tell 5 % from 10 % at 95 % confidence: 427 requests', () => {
+    expect(errorRateSampleSize(DEFAULT_THRESHOLDS, 0.95)).toBe(427)
+    expect(errorRateSampleSize(DEFAULT_THRESHOLDS, 0.99)).toBeGreaterThan(427)
+  })
+
+  it('gives a Wilson interval that holds the rate and narrows with n', () => {
+    const small = wilsonInterval(3, 40)
+    const large = wilsonInterval(32, 427)
+    expect(small.low).toBeLessThan(7.5)
+    expect(small.high).toBeGreaterThan(7.5)
+    expect(large.high - large.low).toBeLessThan(5.1)
+    expect(large.low).toBeGreaterThan(5)
+    expect(wilsonInterval(0, 0)).toEqual({ low: 0, high: 100, confidence: 0.95 })
+  })
+
+  it('puts the probe deadline above the highest latency threshold', () => {
+    expect(probeTimeoutMs(DEFAULT_THRESHOLDS)).toBe(7500)
+    expect(probeTimeoutMs(resolveThresholds({ responseTimeSeconds: { medium: 0.5, high: 1 } }))).toBe(3000)
   })
 })

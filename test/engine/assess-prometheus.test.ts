@@ -11,6 +11,7 @@ import { assess, listening } from '../../src/engine/assess'
 import { rollback } from '../../src/engine/rollback'
 import { createService, type Service } from '../../src/engine/service'
 import { describeWith } from '../support/real-system'
+import { validate } from '../../src/engine/validate'
 import { CLI, startSandbox, type TestSandbox } from '../support/cli'
 import { freePort } from '../support/ports'
 import { hasPrometheus, startPrometheus, type TestPrometheus } from '../support/prometheus'
@@ -119,15 +120,32 @@ async function awaitRequests(instance: string, n: number): Promise<void> {
 }
 
 run('assess on a real Prometheus', () => {
-  test('no traffic is INCONCLUSIVE — never 0 % and never a rollback', async () => {
+  test('no traffic: Prometheus has nothing to say, so assess samples through nginx and says so', async () => {
     await createPrometheus({ url: prom.url }).waitForSeries(`up{instance="${addresses.green}"} == 1`, {
       timeoutMs: 20_000
     })
     const r = await assess(serviceFor(addresses.green))
-    expect(r.assessment.severity).toBe('INCONCLUSIVE')
-    expect(r.assessment.shouldRollback).toBe(false)
-    expect(isInconclusive(r.measurements.errorRatePercent)).toBe(true)
-    expect(r.assessment.reasons.map(x => x.code)).toContain('error_rate_inconclusive')
+    // Green answers 30 % of requests with 500: measured by the sample, not "inconclusive / monitor".
+    expect(r.trafficSource).toMatch(
+      /sampled through nginx .* Prometheus was not used: (only \d+ requests in 20s|request count: the query returned no series)/
+    )
+    expect(r.measurements.errorRatePercent as number).toBeGreaterThan(10)
+    expect(r.assessment.severity).toBe('HIGH')
+    expect(r.assessment.shouldRollback).toBe(true)
+    expect(r.recommendation).toMatchObject({ action: 'rollback', level: 1 })
+  })
+
+  test('Prometheus unreachable: the same verdict as without it, by sampling through nginx', async () => {
+    const config = parse(readFileSync(sb.config, 'utf8')) as Record<string, unknown>
+    const file = path.join(sb.dir, 'backout-prometheus-down.yml')
+    writeFileSync(
+      file,
+      stringify({ ...config, prometheus: { url: `http://127.0.0.1:${await freePort()}`, window: WINDOW } })
+    )
+    const r = await assess(createService(loadConfig(file), new MemoryLogger()))
+    expect(r.trafficSource).toMatch(/Prometheus was not used: request count: request to \S+ failed/)
+    expect(r.assessment.severity).toBe('HIGH')
+    expect(r.recommendation).toMatchObject({ action: 'rollback', level: 1 })
   })
 
   test('green live with ~30 % errors is HIGH: roll back, Level 1 (blue is healthy)', async () => {
@@ -191,6 +209,13 @@ run('assess on a real Prometheus', () => {
       expect(r.assessment.shouldRollback).toBe(false)
       expect(r.measurements.errorRatePercent).toBe(0)
       expect(r.measurements.failedHealthChecks).toBe(0)
+      // validate reads the error rate and p95 from Prometheus when it is configured
+      const checks = (await validate(service, { thorough: false })).checks
+      expect(checks.find(c => c.name === 'error rate')).toMatchObject({ status: 'pass' })
+      expect(checks.find(c => c.name === 'error rate')!.measured).toMatch(
+        /^0\.0% over \d+ requests \(Prometheus, 20s\)$/
+      )
+      expect(checks.find(c => c.name === 'p95 latency')!.measured).toMatch(/\(Prometheus, 20s\)$/)
     } finally {
       await load.stop()
     }
