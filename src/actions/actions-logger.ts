@@ -3,6 +3,11 @@ import type { Logger } from '../core/logger'
 
 /** The Logger on a runner: log groups, annotations, and secrets masked by the runner itself. */
 export class ActionsLogger implements Logger {
+  readonly #masked = new Set<string>()
+  /** Every value this process asked the runner to mask. */
+  masked(): string[] {
+    return [...this.#masked]
+  }
   info(message: string): void {
     core.info(message)
   }
@@ -19,6 +24,8 @@ export class ActionsLogger implements Logger {
     return core.group(name, fn)
   }
   mask(secret: string): void {
+    if (!secret) return
+    this.#masked.add(secret)
     core.setSecret(secret)
   }
 }
