@@ -3,7 +3,8 @@ import { tmpdir } from 'node:os'
 import path from 'node:path'
 import examples from '@octokit/webhooks-examples'
 import { createGitHubApi } from '../../src/drivers/github'
-import { runAction } from '../support/action'
+import { ACTIONS, type ActionName } from '../../src/actions/contract'
+import { runAction, type ActionRun } from '../support/action'
 import { startSandbox, type TestSandbox } from '../support/cli'
 import { start, type GitHubApiServer } from '../support/github-api-server'
 
@@ -179,23 +180,26 @@ test('chatops: /rollback list answers with the backups on the runner', async () 
 test('outputs: no output of any action carries a value the action masked (the runner would drop it)', async () => {
   // DB_HOST=127.0.0.1 is masked, and 127.0.0.1 is in every URL of the sandbox's run record.
   const env = 'DB_HOST=127.0.0.1\nDB_PASSWORD=pw-s3cret-0042\n'
-  const runs = [
-    await runAction('assess', { config: sb.config, env, samples: '10' }),
-    await runAction('snapshot', { config: sb.config, env }),
-    await runAction('rollback-level-1', { config: sb.config, env, 'dry-run': 'true' }),
-    await runAction('validate', { config: sb.config, env }),
-    await runAction('rollback-level-2', { config: sb.config, env, target: 'nope' })
+  const runs: [ActionName, ActionRun][] = [
+    ['assess', await runAction('assess', { config: sb.config, env, samples: '10' })],
+    ['snapshot', await runAction('snapshot', { config: sb.config, env })],
+    ['rollback-level-1', await runAction('rollback-level-1', { config: sb.config, env, 'dry-run': 'true' })],
+    ['validate', await runAction('validate', { config: sb.config, env })],
+    ['rollback-level-2', await runAction('rollback-level-2', { config: sb.config, env, target: 'nope' })]
   ]
   const rollback = await runAction('rollback-level-1', { config: sb.config, env })
-  runs.push(rollback)
-  runs.push(
+  runs.push(['rollback-level-1', rollback])
+  runs.push([
+    'open-incident',
     await runAction(
       'open-incident',
       { config: sb.config, env, token: TOKEN, 'run-id': rollback.outputs.run_id! },
       githubEnv()
     )
-  )
-  for (const run of runs) {
+  ])
+  for (const [name, run] of runs) {
+    // every output the bundle sets is one its action.yml (and contract.ts) declares
+    expect(ACTIONS[name].outputs).toEqual(expect.arrayContaining(Object.keys(run.outputs)))
     expect(run.masked).toEqual(expect.arrayContaining(['127.0.0.1', 'pw-s3cret-0042']))
     for (const [key, value] of Object.entries(run.outputs))
       for (const secret of run.masked) {
