@@ -161,6 +161,22 @@ function policy(rel, wf) {
         if (!gate.includes(needle)) fail(rel, `job ${id}: filter to ${what} (${needle})`)
     }
   }
+  if (name === 'rollback-fleet.yml') {
+    const job = wf.jobs?.rollback ?? {}
+    if (job.uses !== './.github/workflows/rollback.yml')
+      fail(
+        rel,
+        'job rollback: each host must go exactly as one host does — uses: ./.github/workflows/rollback.yml'
+      )
+    if (job.strategy?.['fail-fast'] !== false) fail(rel, 'job rollback: strategy.fail-fast: false')
+    if (job.with?.['open-incident'] !== false || job.with?.['result-artifact'] !== true)
+      fail(
+        rel,
+        'job rollback: open-incident: false and result-artifact: true (one incident and one table for the fleet)'
+      )
+    if (!(wf.jobs?.summary?.steps ?? []).some(s => String(s.uses ?? '').includes('actions/fleet-summary')))
+      fail(rel, 'job summary: use the fleet-summary action')
+  }
   if (name === 'rollback.yml') {
     const jobs = wf.jobs ?? {}
     const first = Object.keys(jobs)[0]

@@ -55,6 +55,10 @@ export const ACTIONS = {
     inputs: [...SERVICE_INPUTS, 'token', 'run-id', 'jobs', 'reason'],
     outputs: [...COMMON_OUTPUTS, 'issue_number', 'issue_url']
   },
+  'fleet-summary': {
+    inputs: ['env', 'token', 'environments', 'dir', 'reason', 'dry-run'],
+    outputs: [...COMMON_OUTPUTS, 'hosts', 'rolled_back', 'failed', 'issue_number', 'issue_url']
+  },
   preflight: {
     inputs: [
       'env',

@@ -335,3 +335,41 @@ describe('preflight: approval environments must exist with required reviewers; e
     expect(none.stdout).toMatch(/backout-environments\.yml/)
   })
 })
+
+test('fleet-summary: N hosts result files → one table with a row per host, and one incident for the fleet', async () => {
+  const ws = mkdtempSync(path.join(tmpdir(), 'backout-fleet-'))
+  eventDirs.push(ws)
+  const hosts = ['prod-1', 'prod-2', 'prod-3', 'prod-4']
+  const row = (env: string, level: string, decision: string): string =>
+    `environment=${env}\nlevel=${level}\ndecision=${decision}\nreason_code=ok\nfrom=v2.5.0\nto=v2.4.9\nseconds=3.1\nrun_id=20260102-143022-ab12\n`
+  // as download-artifact lays them out: one folder per artifact
+  for (const [env, level, decision] of [
+    ['prod-1', '1', 'rolled_back'],
+    ['prod-2', '1', 'failed'],
+    ['prod-2', '2', 'rolled_back'],
+    ['prod-3', '1', 'refused']
+  ] as const) {
+    mkdirSync(path.join(ws, 'fleet', `backout-fleet-${env}-level-${level}`), { recursive: true })
+    writeFileSync(
+      path.join(ws, 'fleet', `backout-fleet-${env}-level-${level}`, 'backout-fleet-row.txt'),
+      row(env, level, decision)
+    )
+  }
+  const run = await runAction(
+    'fleet-summary',
+    { token: TOKEN, environments: JSON.stringify(hosts), reason: 'bad release v2.5.0' },
+    githubEnv({ GITHUB_WORKSPACE: ws })
+  )
+  expect(run.code).toBe(0)
+  expect(run.outputs).toMatchObject({ decision: 'partial', hosts: '4', rolled_back: '2', failed: '2' })
+  const repo = server.state.repo(REPO)
+  expect(repo.issues).toHaveLength(1)
+  const body = repo.issues[0]!.body!
+  expect(repo.issues[0]!.title).toBe('Fleet Rollback: bad release v2.5.0')
+  expect(body).toContain('| Host (environment) | Level | Outcome | Reason | From → To | Took | Run record |')
+  const rows = body.split('\n').filter(l => /^\| prod-\d /.test(l))
+  expect(rows.map(l => l.split('|')[1]!.trim())).toEqual(hosts)
+  expect(rows[1]).toContain('| 2 | ✅ rolled_back |')
+  expect(rows[3]).toContain('❌ no result')
+  expect(run.summary).toContain('**2 of 4 hosts** rolled back')
+})

@@ -55,12 +55,13 @@ test('each broken rule or contract is reported, naming the file and what to do',
   edit(`${wf}/rollback-on-failed-deploy.yml`, "github.event.workflow_run.event == 'push' &&", '')
   edit(
     `${wf}/rollback.yml`,
-    "if: ${{ !cancelled() && !inputs.dry-run && needs.assess.result != 'skipped'",
-    "if: ${{ always() && !inputs.dry-run && needs.assess.result != 'skipped'"
+    'if: ${{ !cancelled() && inputs.open-incident',
+    'if: ${{ always() && inputs.open-incident'
   )
   edit(`${wf}/rollback.yml`, " && needs.level-1.outputs.escalatable == 'true'", '')
   edit(`${wf}/record-release.yml`, /\n {8}with:\n {10}persist-credentials: false/, '')
-  edit(`${wf}/rollback-fleet.yml`, '    timeout-minutes: 60\n', '')
+  edit(`${wf}/rollback-fleet.yml`, '    timeout-minutes: 10\n', '')
+  edit(`${wf}/rollback-fleet.yml`, 'fail-fast: false', 'fail-fast: true')
   const res = await runCommand([process.execPath, script, '--root', copy])
   expect(res.code).toBe(1)
   const out = res.stderr
@@ -74,5 +75,6 @@ test('each broken rule or contract is reported, naming the file and what to do',
   expect(out).toMatch(
     /record-release\.yml: job snapshot: actions\/checkout needs with: persist-credentials: false/
   )
-  expect(out).toMatch(/rollback-fleet\.yml: job rollback: set timeout-minutes/)
+  expect(out).toMatch(/rollback-fleet\.yml: job summary: set timeout-minutes/)
+  expect(out).toMatch(/rollback-fleet\.yml: job rollback: strategy\.fail-fast: false/)
 })
