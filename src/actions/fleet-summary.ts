@@ -34,7 +34,7 @@ export async function runFleetSummary(
     .filter(f => statSync(f).size < 64 * 1024)
     .map(f => parseFleetRow(readFileSync(f, 'utf8')))
     .filter((r): r is FleetRow => r !== undefined)
-  const outcomes = fleetOutcomes(environments as string[], rows)
+  const outcomes = fleetOutcomes(environments, rows)
   const table = fleetTable(outcomes)
   const rolledBack = outcomes.filter(o => o.decision === 'rolled_back').length
   const failed = outcomes.length - rolledBack - outcomes.filter(o => o.decision === 'planned').length

@@ -15,7 +15,7 @@ export interface FleetRow {
   runId: string
 }
 
-const KEYS = ['environment', 'level', 'decision', 'reason_code', 'from', 'to', 'seconds', 'run_id'] as const
+type Key = 'environment' | 'level' | 'decision' | 'reason_code' | 'from' | 'to' | 'seconds' | 'run_id'
 
 /** One host's file: `key=value` lines; unknown keys ignored, missing ones empty. */
 export function parseFleetRow(text: string): FleetRow | undefined {
@@ -25,7 +25,7 @@ export function parseFleetRow(text: string): FleetRow | undefined {
     if (i > 0) values[line.slice(0, i).trim()] = line.slice(i + 1).trim()
   }
   if (!values.environment) return undefined
-  const v = (k: (typeof KEYS)[number]): string => values[k] ?? ''
+  const v = (k: Key): string => values[k] ?? ''
   return {
     environment: v('environment'),
     level: v('level'),
