@@ -52,7 +52,7 @@ export const ACTIONS = {
     outputs: [...COMMON_OUTPUTS, 'should_run', 'level', 'target', 'environment', 'dry_run']
   },
   'open-incident': {
-    inputs: [...SERVICE_INPUTS, 'token', 'run-id', 'jobs', 'reason'],
+    inputs: [...SERVICE_INPUTS, 'token', 'run-id', 'jobs', 'reason', 'failed-sha'],
     outputs: [...COMMON_OUTPUTS, 'issue_number', 'issue_url']
   },
   'fleet-summary': {

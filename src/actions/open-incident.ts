@@ -58,6 +58,12 @@ export async function runOpenIncident(
       `input run-id: expected a run id such as 20250102-143022-ab12, got "${runIdInput.slice(0, 40)}"`,
       'bad_input'
     )
+  const failedSha = ctx.input('failed-sha')
+  if (failedSha && !/^[0-9a-f]{40}$/.test(failedSha))
+    throw new UserError(
+      `input failed-sha: expected a 40-hex commit id, got "${failedSha.slice(0, 50)}"`,
+      'bad_input'
+    )
   const outcome = workflowOutcome(ctx.input('jobs'), runIdInput)
   const reason = ctx.input('reason') || 'rollback'
   const server = process.env.GITHUB_SERVER_URL ?? 'https://github.com'
@@ -87,6 +93,7 @@ export async function runOpenIncident(
     record,
     runUrl,
     sha: process.env.GITHUB_SHA,
+    failedSha: ctx.input('failed-sha') || undefined,
     owner: process.env.GITHUB_ACTOR
   })
   return {

@@ -69,7 +69,12 @@ async function commentEvent(body: string, action = 'created', login = 'Codertoca
 
 test('open-incident: one incident issue after three runs, post-mortem comment, deployment statuses', async () => {
   const api = createGitHubApi({ token: TOKEN, baseUrl: server.url, owner: 'Codertocat', repo: 'Hello-World' })
-  const failed = await api.createDeployment('v2.5.0', 'sandbox', 'deploy v2.5.0', {})
+  const previousSha = 'a'.repeat(40)
+  const failedSha = 'b'.repeat(40)
+  const previous = await api.createDeployment(previousSha, 'sandbox', 'deploy v2.4.9', {})
+  const failed = await api.createDeployment(failedSha, 'sandbox', 'deploy v2.5.0', {})
+  // a newer deployment that has nothing to do with the failure (another run, another commit)
+  const newer = await api.createDeployment('c'.repeat(40), 'sandbox', 'deploy of an unrelated commit', {})
   const rollback = await runAction('rollback-level-1', {
     config: sb.config,
     reason: 'error rate 30% after deploy'
@@ -79,7 +84,7 @@ test('open-incident: one incident issue after three runs, post-mortem comment, d
   for (let i = 0; i < 3; i++) {
     const run = await runAction(
       'open-incident',
-      { config: sb.config, token: TOKEN, 'run-id': rollback.outputs.run_id! },
+      { config: sb.config, token: TOKEN, 'run-id': rollback.outputs.run_id!, 'failed-sha': failedSha },
       githubEnv()
     )
     expect(run.code).toBe(0)
@@ -106,10 +111,15 @@ test('open-incident: one incident issue after three runs, post-mortem comment, d
   // the failed deployment is marked failed and inactive; the rollback has its own successful deployment
   const statuses = (id: number): string[] =>
     repo.deploymentStatuses.filter(s => s.url.includes(`/deployments/${id}/`)).map(s => s.state)
-  expect(statuses(failed.id).slice(0, 2)).toEqual(['failure', 'inactive'])
-  const rollbacks = repo.deployments.filter(d => d.id !== failed.id)
+  // the deployment the triggering run created (by its commit) is marked — not the newest one
+  expect(statuses(failed.id)).toEqual(['failure', 'inactive'])
+  expect(statuses(newer.id)).toEqual([])
+  expect(statuses(previous.id)).toEqual([])
+  const rollbacks = repo.deployments.filter(d => ![previous.id, failed.id, newer.id].includes(d.id))
   expect(rollbacks.length).toBeGreaterThanOrEqual(1)
-  expect(statuses(rollbacks[0]!.id)).toContain('success')
+  // at the restored release's commit, in_progress then success
+  expect(rollbacks[0]!.sha).toBe(previousSha)
+  expect(statuses(rollbacks[0]!.id)).toEqual(['in_progress', 'success'])
   // one rollback deployment however often the incident step re-runs for the same rollback
   expect(rollbacks).toHaveLength(1)
 })

@@ -1102,7 +1102,8 @@ function fakeGitHub(state: ServerState, base: string, actorLogin: string): Fake 
         id,
         node_id: `DE_kwDO${id}`,
         url,
-        sha: createHash('sha1').update(ref).digest('hex'),
+        // A ref that is a commit id is that commit; a branch or tag resolves to a commit of its own here.
+        sha: /^[0-9a-f]{40}$/.test(ref) ? ref : createHash('sha1').update(ref).digest('hex'),
         ref,
         task: typeof ctx.body.task === 'string' ? ctx.body.task : 'deploy',
         payload:
