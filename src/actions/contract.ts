@@ -53,7 +53,11 @@ export const ACTIONS = {
   },
   'open-incident': {
     inputs: [...SERVICE_INPUTS, 'token', 'run-id', 'jobs', 'reason', 'failed-sha'],
-    outputs: [...COMMON_OUTPUTS, 'issue_number', 'issue_url']
+    outputs: [...COMMON_OUTPUTS, 'issue_number', 'issue_url', 'frozen']
+  },
+  'deploy-freeze': {
+    inputs: [...SERVICE_INPUTS, 'mode', 'issue-number'],
+    outputs: [...COMMON_OUTPUTS, 'frozen', 'issue_number']
   },
   'fleet-summary': {
     inputs: ['env', 'token', 'environments', 'dir', 'reason', 'dry-run'],

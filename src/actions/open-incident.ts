@@ -2,6 +2,7 @@ import { INCIDENT_LABELS } from '../core/incident'
 import { UserError } from '../core/errors'
 import { workflowOutcome, type WorkflowOutcome } from '../core/workflow-outcome'
 import { createGitHubApi, type GitHubApi } from '../drivers/github'
+import { openFreeze } from '../engine/deploy-freeze'
 import { openIncident } from '../engine/incident'
 import { readRunRecord } from '../engine/operation'
 import type { ActionContext, ActionOutcome } from './action-runner'
@@ -82,7 +83,7 @@ export async function runOpenIncident(
     return {
       decision: 'incident_opened',
       reasonCode: outcome.kind,
-      outputs: { issue_number: issue.number, issue_url: issue.html_url },
+      outputs: { issue_number: issue.number, issue_url: issue.html_url, frozen: false },
       summary: `## 📣 Incident [#${issue.number}](${issue.html_url}): rollback ${outcome.kind.replace('_', ' ')}\n\n${outcome.why}`
     }
   }
@@ -96,10 +97,14 @@ export async function runOpenIncident(
     failedSha: ctx.input('failed-sha') || undefined,
     owner: process.env.GITHUB_ACTOR
   })
+  // A rollback ran: nothing may redeploy the bad release until the incident is closed or unfrozen.
+  const frozen = !record.dryRun && (record.status === 'success' || record.status === 'failed')
+  if (frozen)
+    openFreeze(service.config, { issue: result.issueNumber, reason: record.reason, runId: record.id })
   return {
     decision: result.created ? 'incident_opened' : 'incident_updated',
     reasonCode: 'ok',
-    outputs: { issue_number: result.issueNumber, issue_url: result.issueUrl },
+    outputs: { issue_number: result.issueNumber, issue_url: result.issueUrl, frozen },
     record,
     summary: `## 📣 Incident [#${result.issueNumber}](${result.issueUrl})\n\nStakeholder notification:\n\n\`\`\`\n${result.notification}\n\`\`\``
   }

@@ -24,6 +24,7 @@ export const CHATOPS_HELP = [
   '  /rollback list      list the backups a rollback can target',
   '  /rollback status    show the latest rollback for this environment',
   '  /rollback help      show this help',
+  '  /rollback unfreeze  lift the deploy freeze a rollback put on this environment',
   '',
   'level   1 quick rollback (blue/green switch), 2 full rollback, 3 point-in-time recovery;',
   '        omitted: the level the assessment recommends',
@@ -39,6 +40,7 @@ export type ChatOpsCommand =
   | { kind: 'list' }
   | { kind: 'status' }
   | { kind: 'help' }
+  | { kind: 'unfreeze' }
 
 export type ParsedComment =
   | { status: 'command'; command: ChatOpsCommand }
@@ -64,7 +66,7 @@ function commandLine(body: string): string | undefined {
   return COMMAND_LINE.test(first) ? first.trim() : undefined
 }
 
-const SUBCOMMANDS = ['list', 'status', 'help'] as const
+const SUBCOMMANDS = ['list', 'status', 'help', 'unfreeze'] as const
 
 export function parseComment(body: unknown): ParsedComment {
   if (typeof body !== 'string') return { status: 'not-a-command' }

@@ -89,6 +89,7 @@ test('open-incident: one incident issue after three runs, post-mortem comment, d
     )
     expect(run.code).toBe(0)
     expect(run.outputs.decision).toBe(i === 0 ? 'incident_opened' : 'incident_updated')
+    expect(run.outputs.frozen).toBe('true')
     expect(
       run.stdout
         .split('\n')
@@ -382,4 +383,39 @@ test('fleet-summary: N hosts result files → one table with a row per host, and
   expect(rows[1]).toContain('| 2 | ✅ rolled_back |')
   expect(rows[3]).toContain('❌ no result')
   expect(run.summary).toContain('**2 of 4 hosts** rolled back')
+})
+
+test('deploy freeze: the incident froze deploys; the deploy check fails until /rollback unfreeze or the incident closes', async () => {
+  const check = (): ReturnType<typeof runAction> => runAction('deploy-freeze', { config: sb.config })
+  // the first test's incident (a rollback that ran) opened the freeze
+  const frozen = await check()
+  expect(frozen.code).toBe(1)
+  expect(frozen.outputs).toMatchObject({ decision: 'frozen', reason_code: 'deploy_frozen', frozen: 'true' })
+  expect(frozen.stdout).toMatch(/::error::deploys are frozen since .* by incident #\d+/)
+  const issue = frozen.outputs.issue_number!
+  // /rollback unfreeze by a writer lifts it
+  const unfreeze = await runAction(
+    'chatops',
+    { config: sb.config, token: TOKEN },
+    githubEnv({ GITHUB_EVENT_PATH: await commentEvent('/rollback unfreeze') })
+  )
+  expect(unfreeze.outputs).toMatchObject({
+    decision: 'replied',
+    reason_code: 'unfreeze',
+    should_run: 'false'
+  })
+  expect(server.state.repo(REPO).comments.at(-1)!.body).toContain(
+    `Deploy freeze lifted (it was held by incident #${issue}`
+  )
+  expect((await check()).outputs).toMatchObject({ decision: 'clear', frozen: 'false' })
+  // closing the incident (rollback-unfreeze.yml: mode lift, issue-number) lifts only that incident's freeze
+  const { openFreeze } = await import('../../src/engine/deploy-freeze')
+  const { loadConfig } = await import('../../src/drivers/config-file')
+  openFreeze(loadConfig(sb.config), { issue: 77, reason: 'error rate' })
+  const other = await runAction('deploy-freeze', { config: sb.config, mode: 'lift', 'issue-number': '78' })
+  expect(other.outputs.decision).toBe('not_frozen')
+  expect((await check()).outputs.decision).toBe('frozen')
+  const lifted = await runAction('deploy-freeze', { config: sb.config, mode: 'lift', 'issue-number': '77' })
+  expect(lifted.outputs).toMatchObject({ decision: 'lifted', issue_number: '77' })
+  expect((await check()).code).toBe(0)
 })
