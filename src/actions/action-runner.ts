@@ -1,3 +1,6 @@
+import { writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import path from 'node:path'
 import * as core from '@actions/core'
 import { UserError, exitCodeFor, messageOf, reasonCodeFor } from '../core/errors'
 import type { RunRecord } from '../core/run-record'
@@ -5,13 +8,13 @@ import { runSummaryMarkdown } from '../core/summary'
 import { configPath, loadConfig } from '../drivers/config-file'
 import { createService, type Service } from '../engine/service'
 import { ActionsLogger } from './actions-logger'
-import { ACTION_RESULT_SCHEMA, type ActionName } from './contract'
+import { ACTION_RESULT_SCHEMA, type ActionName, type InputName, type OwnOutputs } from './contract'
 
-/** What an action's run() returns: its decision, outputs, and the run record when there is one. */
-export interface ActionOutcome {
+/** What an action's run() returns: its decision, its own outputs, and the run record when there is one. */
+export interface ActionOutcome<N extends ActionName = ActionName> {
   decision: string
   reasonCode: string
-  outputs: Record<string, string | number | boolean>
+  outputs: OwnOutputs<N> | Record<string, never>
   record?: RunRecord
   /** Extra markdown for the job summary. */
   summary?: string
@@ -19,15 +22,25 @@ export interface ActionOutcome {
   failure?: unknown
 }
 
-export interface ActionContext {
+/** An outcome as action-runner.ts handles it, whatever the action. */
+type AnyOutcome = Omit<ActionOutcome, 'outputs'> & { outputs: Record<string, string | number | boolean> }
+
+export interface ActionContext<N extends ActionName = ActionName> {
   log: ActionsLogger
   /** The service from the `config` input. */
   service(): Service
+  /** An input by its contract name (contract.ts): a name the action.yml does not declare does not compile. */
+  input(key: InputName<N>): string
+  /** A strict boolean input: true or false; anything else is refused (bad_input), never a silent false. */
+  boolean(key: InputName<N>): boolean
 }
 
-/** A strict boolean input: a typo is an error, never a silent false. */
+/** A strict boolean input: a typo is refused with the input named, never a silent false. */
 export function booleanInput(name: string): boolean {
-  return core.getBooleanInput(name)
+  const raw = core.getInput(name)
+  if (raw === 'true' || raw === 'True' || raw === 'TRUE') return true
+  if (raw === 'false' || raw === 'False' || raw === 'FALSE') return false
+  throw new UserError(`input ${name}: expected true or false, got "${raw.slice(0, 40)}"`, 'bad_input')
 }
 
 /** Names the `env` input may not set: they change how backout itself or the runner behaves. */
@@ -60,10 +73,10 @@ export function parseEnvInput(text: string): Record<string, string> {
   return out
 }
 
-function applyEnvInput(): void {
+function applyEnvInput(log: ActionsLogger): void {
   const values = parseEnvInput(core.getInput('env'))
   for (const [name, value] of Object.entries(values)) {
-    if (value) core.setSecret(value)
+    if (value) log.mask(value)
     process.env[name] = value
   }
 }
@@ -73,19 +86,21 @@ function applyEnvInput(): void {
  * decision / reason_code / result and the action's outputs, writes the job summary, and is the only
  * place that calls setFailed — for Errors and for thrown values that are not Errors alike.
  */
-export async function runAction(
-  name: ActionName,
-  run: (ctx: ActionContext) => Promise<ActionOutcome>
+export async function runAction<N extends ActionName>(
+  name: N,
+  run: (ctx: ActionContext<N>) => Promise<ActionOutcome<N>>
 ): Promise<void> {
   const log = new ActionsLogger()
-  const ctx: ActionContext = {
+  const ctx: ActionContext<N> = {
     log,
-    service: () => createService(loadConfig(configPath(core.getInput('config') || undefined)), log)
+    service: () => createService(loadConfig(configPath(core.getInput('config') || undefined)), log),
+    input: key => core.getInput(key),
+    boolean: key => booleanInput(key)
   }
   try {
-    applyEnvInput()
+    applyEnvInput(log)
     const outcome = await run(ctx)
-    setOutputs(name, outcome)
+    setOutputs(name, outcome, log)
     const summary = [outcome.record ? runSummaryMarkdown(outcome.record) : '', outcome.summary ?? '']
       .filter(Boolean)
       .join('\n\n')
@@ -93,25 +108,77 @@ export async function runAction(
     if (outcome.failure !== undefined) core.setFailed(messageOf(outcome.failure))
   } catch (e) {
     const decision = exitCodeFor(e) === 2 ? 'refused' : exitCodeFor(e) === 3 ? 'locked' : 'failed'
-    setOutputs(name, { decision, reasonCode: reasonCodeFor(e), outputs: {}, failure: e })
+    setOutputs(name, { decision, reasonCode: reasonCodeFor(e), outputs: {}, failure: e }, log)
     core.setFailed(messageOf(e))
   }
 }
 
-function setOutputs(name: ActionName, outcome: ActionOutcome): void {
-  core.setOutput('decision', outcome.decision)
-  core.setOutput('reason_code', outcome.reasonCode)
-  for (const [k, v] of Object.entries(outcome.outputs)) core.setOutput(k, String(v))
-  core.setOutput(
-    'result',
-    JSON.stringify({
-      schema: ACTION_RESULT_SCHEMA,
-      action: name,
-      decision: outcome.decision,
-      reasonCode: outcome.reasonCode,
-      outputs: outcome.outputs,
-      error: outcome.failure === undefined ? undefined : messageOf(outcome.failure),
-      record: outcome.record
-    })
-  )
+/**
+ * The full result (the run record and the error message included) goes to a file on the runner, mode 0600:
+ * a record can hold anything a step printed, and the runner drops a job output that contains any masked
+ * value ("Skip output ... may contain secret"). Outputs carry only ids, codes and versions.
+ */
+function writeResultFile(name: ActionName, outcome: AnyOutcome): string {
+  const dir = process.env.RUNNER_TEMP || tmpdir()
+  const file = path.join(dir, `backout-${name}-${outcome.record?.id ?? `${Date.now()}-${process.pid}`}.json`)
+  try {
+    writeFileSync(
+      file,
+      JSON.stringify(
+        {
+          schema: ACTION_RESULT_SCHEMA,
+          action: name,
+          decision: outcome.decision,
+          reasonCode: outcome.reasonCode,
+          outputs: outcome.outputs,
+          error: outcome.failure === undefined ? undefined : messageOf(outcome.failure),
+          record: outcome.record
+        },
+        null,
+        2
+      ) + '\n',
+      { mode: 0o600 }
+    )
+    return file
+  } catch (e) {
+    core.warning(`could not write the result file in ${dir}: ${messageOf(e)}`)
+    return ''
+  }
+}
+
+function setOutputs(name: ActionName, outcome: AnyOutcome, log: ActionsLogger): void {
+  const outputs: Record<string, string> = {
+    ...Object.fromEntries(Object.entries(outcome.outputs).map(([k, v]) => [k, String(v)])),
+    decision: outcome.decision,
+    reason_code: outcome.reasonCode,
+    run_id: outcome.record?.id ?? '',
+    result_file: writeResultFile(name, outcome)
+  }
+  outputs.result = JSON.stringify(compactResult(name, outcome, outputs))
+  for (const [key, value] of Object.entries(outputs)) {
+    // By construction no output carries a secret; should a version or id happen to contain a masked value,
+    // it is withheld here, named, instead of vanishing silently on the runner.
+    if (log.masked().some(secret => value.includes(secret))) {
+      core.warning(
+        `output ${key} withheld: it contains a value masked as secret, which the runner would drop`
+      )
+      core.setOutput(key, '')
+    } else core.setOutput(key, value)
+  }
+}
+
+/** The `result` output: schema backout.action-result/v2 — ids and codes only; the record is in result_file. */
+export function compactResult(
+  name: ActionName,
+  outcome: Pick<ActionOutcome, 'decision' | 'reasonCode'>,
+  outputs: Record<string, string>
+): Record<string, string> {
+  return {
+    schema: ACTION_RESULT_SCHEMA,
+    action: name,
+    decision: outcome.decision,
+    reasonCode: outcome.reasonCode,
+    runId: outputs.run_id ?? '',
+    resultFile: outputs.result_file ?? ''
+  }
 }

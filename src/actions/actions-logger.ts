@@ -4,6 +4,11 @@ import { sanitizeText as clean } from '../core/sanitize'
 
 /** The Logger on a runner: log groups, annotations, and secrets masked by the runner itself. */
 export class ActionsLogger implements Logger {
+  readonly #masked = new Set<string>()
+  /** Every value this process asked the runner to mask. */
+  masked(): string[] {
+    return [...this.#masked]
+  }
   info(message: string): void {
     core.info(clean(message))
   }
@@ -20,6 +25,8 @@ export class ActionsLogger implements Logger {
     return core.group(clean(name), fn)
   }
   mask(secret: string): void {
+    if (!secret) return
+    this.#masked.add(secret)
     core.setSecret(secret)
   }
 }

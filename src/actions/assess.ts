@@ -1,14 +1,13 @@
-import * as core from '@actions/core'
 import { UserError } from '../core/errors'
 import { assess } from '../engine/assess'
 import type { ActionContext, ActionOutcome } from './action-runner'
 
 /** assess: severity, recommended level and reasons, each with its measured value. */
-export async function runAssess(ctx: ActionContext): Promise<ActionOutcome> {
-  const samples = Number(core.getInput('samples') || '40')
+export async function runAssess(ctx: ActionContext<'assess'>): Promise<ActionOutcome<'assess'>> {
+  const samples = Number(ctx.input('samples') || '40')
   if (!Number.isInteger(samples) || samples < 1 || samples > 10_000)
     throw new UserError(
-      `input samples: expected a whole number from 1 to 10000, got "${core.getInput('samples').slice(0, 40)}"`,
+      `input samples: expected a whole number from 1 to 10000, got "${ctx.input('samples').slice(0, 40)}"`,
       'bad_input'
     )
   const { assessment: a, probes, recommendation: rec } = await assess(ctx.service(), { samples })

@@ -1,18 +1,29 @@
 import { existsSync, readFileSync } from 'node:fs'
-import * as core from '@actions/core'
 import { UserError } from '../core/errors'
 import type { RunRecord } from '../core/run-record'
 import { configPath } from '../drivers/config-file'
 import { createGitHubApi } from '../drivers/github'
+import { readRunRecord } from '../engine/operation'
 import { handleComment, resultReply, type CommentEvent } from '../engine/chatops'
 import type { ActionContext, ActionOutcome } from './action-runner'
+
+/** The run id in a rollback action's `result` output (backout.action-result/v2), or undefined. */
+export function runIdOf(result: string): string | undefined {
+  if (!result.trim()) return undefined
+  try {
+    const parsed = JSON.parse(result) as { runId?: unknown }
+    return typeof parsed.runId === 'string' && parsed.runId ? parsed.runId : undefined
+  } catch {
+    return undefined
+  }
+}
 
 /**
  * chatops: the issue_comment event is read from GITHUB_EVENT_PATH and parsed in code — the comment body
  * never reaches a shell or an expression.
  */
-export async function runChatOps(ctx: ActionContext): Promise<ActionOutcome> {
-  const token = core.getInput('token')
+export async function runChatOps(ctx: ActionContext<'chatops'>): Promise<ActionOutcome<'chatops'>> {
+  const token = ctx.input('token')
   if (!token) throw new UserError('input token: empty — pass a token with issues: write', 'bad_input')
   ctx.log.mask(token)
   const [owner, repo] = (process.env.GITHUB_REPOSITORY ?? '').split('/')
@@ -40,25 +51,32 @@ export async function runChatOps(ctx: ActionContext): Promise<ActionOutcome> {
     ? `${server}/${owner}/${repo}/actions/runs/${process.env.GITHUB_RUN_ID}`
     : undefined
 
-  const report = core.getInput('report')
-  if (report.trim()) {
+  const hasConfig = existsSync(configPath(ctx.input('config') || undefined))
+  const mode = ctx.input('mode') || 'command'
+  if (mode !== 'command' && mode !== 'report')
+    throw new UserError(`input mode: expected command or report, got "${mode.slice(0, 40)}"`, 'bad_input')
+  if (mode === 'report') {
+    // Only ever reports: an empty or unreadable report is said so, the comment is never handled again.
+    const runId = runIdOf(ctx.input('report'))
     let record: RunRecord | undefined
-    try {
-      record = (JSON.parse(report) as { record?: RunRecord }).record
-    } catch {
-      record = undefined
+    if (runId && hasConfig) {
+      try {
+        record = readRunRecord(ctx.service().config, runId)
+      } catch {
+        record = undefined
+      }
     }
     await api.commentOnIssue(event.issue.number, resultReply(record, runUrl))
     return {
-      decision: 'replied',
-      reasonCode: 'result',
-      outputs: { should_run: false, level: '', target: '', environment: '', dry_run: false }
+      decision: 'reported',
+      reasonCode: record ? 'ok' : 'no_result',
+      outputs: { should_run: false, level: '', target: '', environment: '', dry_run: false },
+      record
     }
   }
 
-  const hasConfig = existsSync(configPath(core.getInput('config') || undefined))
   const outcome = await handleComment(api, event, {
-    defaultEnvironment: core.getInput('default-environment') || 'production',
+    defaultEnvironment: ctx.input('default-environment') || 'production',
     service: hasConfig ? ctx.service() : undefined
   })
   const d = outcome.dispatch

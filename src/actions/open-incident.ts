@@ -1,40 +1,46 @@
-import * as core from '@actions/core'
+import { INCIDENT_LABELS } from '../core/incident'
 import { UserError } from '../core/errors'
-import { RUN_RECORD_SCHEMA, type RunRecord } from '../core/run-record'
-import { createGitHubApi } from '../drivers/github'
+import { workflowOutcome, type WorkflowOutcome } from '../core/workflow-outcome'
+import { createGitHubApi, type GitHubApi } from '../drivers/github'
+import { openFreeze } from '../engine/deploy-freeze'
 import { openIncident } from '../engine/incident'
-import { latestRunRecord } from '../engine/operation'
+import { readRunRecord } from '../engine/operation'
 import type { ActionContext, ActionOutcome } from './action-runner'
 
-/** The run record to report: from the `result` input (a rollback action's output), else the newest one kept. */
-function recordFrom(resultInput: string, fallback: () => RunRecord | undefined): RunRecord {
-  if (resultInput.trim()) {
-    let parsed: unknown
-    try {
-      parsed = JSON.parse(resultInput)
-    } catch {
-      throw new UserError(
-        'input result: not JSON — pass the `result` output of a backout rollback action',
-        'bad_input'
-      )
-    }
-    const record = (parsed as { record?: RunRecord }).record
-    if (record?.schema !== RUN_RECORD_SCHEMA)
-      throw new UserError(
-        `input result: no run record of schema ${RUN_RECORD_SCHEMA} in it — pass a rollback action's result`,
-        'bad_input'
-      )
-    return record
-  }
-  const kept = fallback()
-  if (!kept)
-    throw new UserError('no run record: pass the `result` input, or run a rollback first', 'no_record')
-  return kept
+/** The issue for a rollback that did not run: what the workflow saw, said plainly. */
+async function fileNotRun(
+  api: GitHubApi,
+  outcome: Exclude<WorkflowOutcome, { kind: 'ran' }>,
+  reason: string,
+  runUrl: string | undefined
+): Promise<{ number: number; html_url: string }> {
+  const what = outcome.kind === 'approval_rejected' ? `Level ${outcome.level} approval rejected` : 'not run'
+  await api.ensureLabels(INCIDENT_LABELS)
+  return api.createIssue(
+    `Production Rollback ${what}: ${reason}`.slice(0, 250),
+    [
+      `## Rollback ${what}`,
+      '',
+      `**Nothing was rolled back by this run.** ${outcome.why}.`,
+      '',
+      `Reason given: ${reason}`,
+      ...(runUrl ? ['', `Run: ${runUrl}`] : []),
+      '',
+      'The service is still on the release that triggered this rollback: decide by hand (see the runbook) ' +
+        'or run the rollback again once the approval is given.'
+    ].join('\n'),
+    INCIDENT_LABELS
+  )
 }
 
-/** open-incident: the incident issue, its post-mortem comment, and the deployment statuses. */
-export async function runOpenIncident(ctx: ActionContext): Promise<ActionOutcome> {
-  const token = core.getInput('token')
+/**
+ * open-incident: the incident issue, its post-mortem comment, and the deployment statuses — for the run
+ * record this workflow run produced (its id from the level jobs' outputs), never the newest one on the host.
+ */
+export async function runOpenIncident(
+  ctx: ActionContext<'open-incident'>
+): Promise<ActionOutcome<'open-incident'>> {
+  const token = ctx.input('token')
   if (!token)
     throw new UserError(
       'input token: empty — pass a token with issues: write (the default is github.token)',
@@ -47,10 +53,20 @@ export async function runOpenIncident(ctx: ActionContext): Promise<ActionOutcome
       'GITHUB_REPOSITORY is not set (owner/repo) — run this action on GitHub Actions',
       'bad_input'
     )
-  const service = ctx.service()
-  const record = recordFrom(core.getInput('result'), () => latestRunRecord(service.config, 'rollback'))
-  const reason = core.getInput('reason')
-  if (reason) record.reason = reason
+  const runIdInput = ctx.input('run-id')
+  if (runIdInput && !/^[0-9]{8}-[0-9]{6}-[a-z0-9]+$/.test(runIdInput))
+    throw new UserError(
+      `input run-id: expected a run id such as 20250102-143022-ab12, got "${runIdInput.slice(0, 40)}"`,
+      'bad_input'
+    )
+  const failedSha = ctx.input('failed-sha')
+  if (failedSha && !/^[0-9a-f]{40}$/.test(failedSha))
+    throw new UserError(
+      `input failed-sha: expected a 40-hex commit id, got "${failedSha.slice(0, 50)}"`,
+      'bad_input'
+    )
+  const outcome = workflowOutcome(ctx.input('jobs'), runIdInput)
+  const reason = ctx.input('reason') || 'rollback'
   const server = process.env.GITHUB_SERVER_URL ?? 'https://github.com'
   const runUrl = process.env.GITHUB_RUN_ID
     ? `${server}/${owner}/${repo}/actions/runs/${process.env.GITHUB_RUN_ID}`
@@ -62,16 +78,33 @@ export async function runOpenIncident(ctx: ActionContext): Promise<ActionOutcome
     repo,
     logger: ctx.log
   })
+  if (outcome.kind !== 'ran') {
+    const issue = await fileNotRun(api, outcome, reason, runUrl)
+    return {
+      decision: 'incident_opened',
+      reasonCode: outcome.kind,
+      outputs: { issue_number: issue.number, issue_url: issue.html_url, frozen: false },
+      summary: `## 📣 Incident [#${issue.number}](${issue.html_url}): rollback ${outcome.kind.replace('_', ' ')}\n\n${outcome.why}`
+    }
+  }
+  const service = ctx.service()
+  const record = readRunRecord(service.config, outcome.runId)
+  if (ctx.input('reason')) record.reason = reason
   const result = await openIncident(service, api, {
     record,
     runUrl,
     sha: process.env.GITHUB_SHA,
+    failedSha: ctx.input('failed-sha') || undefined,
     owner: process.env.GITHUB_ACTOR
   })
+  // A rollback ran: nothing may redeploy the bad release until the incident is closed or unfrozen.
+  const frozen = !record.dryRun && (record.status === 'success' || record.status === 'failed')
+  if (frozen)
+    openFreeze(service.config, { issue: result.issueNumber, reason: record.reason, runId: record.id })
   return {
     decision: result.created ? 'incident_opened' : 'incident_updated',
     reasonCode: 'ok',
-    outputs: { issue_number: result.issueNumber, issue_url: result.issueUrl },
+    outputs: { issue_number: result.issueNumber, issue_url: result.issueUrl, frozen },
     record,
     summary: `## 📣 Incident [#${result.issueNumber}](${result.issueUrl})\n\nStakeholder notification:\n\n\`\`\`\n${result.notification}\n\`\`\``
   }

@@ -1,11 +1,11 @@
 import { OperationError } from '../core/errors'
 import { takeSnapshot } from '../engine/snapshot'
-import { booleanInput, type ActionContext, type ActionOutcome } from './action-runner'
+import { type ActionContext, type ActionOutcome } from './action-runner'
 
 /** snapshot: a backup of the service now, verified against its own manifest before it is reported. */
-export async function runSnapshot(ctx: ActionContext): Promise<ActionOutcome> {
+export async function runSnapshot(ctx: ActionContext<'snapshot'>): Promise<ActionOutcome<'snapshot'>> {
   const service = ctx.service()
-  const info = await takeSnapshot(service, { safety: booleanInput('safety') })
+  const info = await takeSnapshot(service, { safety: ctx.boolean('safety') })
   const problems = await service.store.verify(info.id)
   if (problems.length)
     throw new OperationError(

@@ -1,10 +1,10 @@
 import { OperationError } from '../core/errors'
 import { checksMarkdown, validate } from '../engine/validate'
-import { booleanInput, type ActionContext, type ActionOutcome } from './action-runner'
+import { type ActionContext, type ActionOutcome } from './action-runner'
 
 /** validate: every check with pass / fail / skip, its measured value and threshold. */
-export async function runValidate(ctx: ActionContext): Promise<ActionOutcome> {
-  const report = await validate(ctx.service(), { thorough: booleanInput('thorough') })
+export async function runValidate(ctx: ActionContext<'validate'>): Promise<ActionOutcome<'validate'>> {
+  const report = await validate(ctx.service(), { thorough: ctx.boolean('thorough') })
   const failed = report.checks.filter(c => c.status === 'fail')
   return {
     decision: report.passed ? 'passed' : 'failed',

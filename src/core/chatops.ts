@@ -9,9 +9,14 @@ import type { Level } from './run-record'
 export const MAX_COMMENT_LENGTH = 4096
 
 const BACKUP_ID = /^(rollback-safety-)?\d{8}-\d{6}$/
-const ENV_NAME = /^[A-Za-z0-9_.-]{1,64}$/
-/** Up to three spaces of indent, as markdown allows a paragraph; four or more is a code block. */
-const COMMAND_LINE = /^ {0,3}\/rollback(?:\s|$)/
+/** A letter or digit first (never `.` or `..`), then letters, digits, `_`, `.`, `-`. */
+const ENV_NAME = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/
+/**
+ * The command is the comment's first line, from its first character (branch-deploy's rule, and what the
+ * workflow's `startsWith(github.event.comment.body, '/rollback')` gate lets through): a command can never sit
+ * in a quote, an HTML comment, a <details> block or a code block of any fence, where nobody would see it.
+ */
+const COMMAND_LINE = /^\/rollback(?:[ \t]|$)/
 
 export const CHATOPS_HELP = [
   'Usage:',
@@ -19,6 +24,7 @@ export const CHATOPS_HELP = [
   '  /rollback list      list the backups a rollback can target',
   '  /rollback status    show the latest rollback for this environment',
   '  /rollback help      show this help',
+  '  /rollback unfreeze  lift the deploy freeze a rollback put on this environment',
   '',
   'level   1 quick rollback (blue/green switch), 2 full rollback, 3 point-in-time recovery;',
   '        omitted: the level the assessment recommends',
@@ -26,7 +32,7 @@ export const CHATOPS_HELP = [
   'env     the environment name: letters, digits, "_", "." and "-", up to 64 characters',
   '--dry-run  plan only, change nothing',
   '',
-  'Only the first line that starts with /rollback is read.'
+  'The command must be the first line of the comment; nothing else in it is read.'
 ].join('\n')
 
 export type ChatOpsCommand =
@@ -34,6 +40,7 @@ export type ChatOpsCommand =
   | { kind: 'list' }
   | { kind: 'status' }
   | { kind: 'help' }
+  | { kind: 'unfreeze' }
 
 export type ParsedComment =
   | { status: 'command'; command: ChatOpsCommand }
@@ -53,17 +60,13 @@ function invalid(error: string): ParsedComment {
   return { status: 'invalid', error, help: CHATOPS_HELP }
 }
 
-/** The first line starting with /rollback, outside fenced code blocks (pasted help is not a command). */
+/** The comment's first line when it is a /rollback command; nothing below it is ever read. */
 function commandLine(body: string): string | undefined {
-  let fenced = false
-  for (const line of body.split(/\r\n|\r|\n/)) {
-    if (/^ {0,3}(```|~~~)/.test(line)) fenced = !fenced
-    else if (!fenced && COMMAND_LINE.test(line)) return line.trim()
-  }
-  return undefined
+  const first = body.split(/\r\n|\r|\n/, 1)[0] ?? ''
+  return COMMAND_LINE.test(first) ? first.trim() : undefined
 }
 
-const SUBCOMMANDS = ['list', 'status', 'help'] as const
+const SUBCOMMANDS = ['list', 'status', 'help', 'unfreeze'] as const
 
 export function parseComment(body: unknown): ParsedComment {
   if (typeof body !== 'string') return { status: 'not-a-command' }
@@ -122,9 +125,10 @@ export function parseComment(body: unknown): ParsedComment {
         )
       command.target = value
     } else {
-      if (!ENV_NAME.test(value))
+      if (!ENV_NAME.test(value) || value.includes('..'))
         return invalid(
-          `${quote(token)} is not an environment name; expected env= and 1-64 letters, digits, "_", "." or "-"`
+          `${quote(token)} is not an environment name; expected env= and 1-64 letters, digits, "_", "." or "-", ` +
+            'starting with a letter or digit'
         )
       command.env = value
     }

@@ -35,6 +35,16 @@ export interface DeploymentSummary {
   payload: unknown
 }
 
+/** An environment's protection as GET /repos/{owner}/{repo}/environments/{name} reports it. */
+export interface EnvironmentProtection {
+  /** false: GitHub would create it on first use, with no protection at all. */
+  exists: boolean
+  /** How many users or teams may approve a job that uses it (0: no required reviewers rule). */
+  reviewers: number
+  /** Whether the user who started the run may approve it. */
+  preventSelfReview: boolean
+}
+
 /** Only the calls backout makes. */
 export interface GitHubApi {
   /** Creates the labels that do not exist yet; returns the names it created. */
@@ -65,6 +75,8 @@ export interface GitHubApi {
    * repository, or is gone (a deleted fork). Such code must not run with this repository's secrets.
    */
   isForkPullRequest(pullNumber: number): Promise<boolean>
+  /** The environment's required reviewers; exists: false when it was never created. Needs actions: read. */
+  getEnvironmentProtection(name: string): Promise<EnvironmentProtection>
 }
 
 export interface GitHubApiOptions {
@@ -94,7 +106,8 @@ const NEEDS = {
   issues: 'issues: write',
   deployments: 'deployments: write',
   metadata: 'metadata: read',
-  pulls: 'pull-requests: read'
+  pulls: 'pull-requests: read',
+  actions: 'actions: read'
 }
 
 /** The part of a pull request's head that tells where it comes from. */
@@ -278,6 +291,24 @@ export function createGitHubApi(options: GitHubApiOptions): GitHubApi {
         created_at: d.created_at,
         payload: d.payload
       }))
+    },
+
+    async getEnvironmentProtection(name) {
+      return call(`get environment ${JSON.stringify(name)}`, NEEDS.actions, async () => {
+        try {
+          const { data } = await octokit().rest.repos.getEnvironment({ ...where, environment_name: name })
+          const rule = (data.protection_rules ?? []).find(r => r.type === 'required_reviewers') as
+            { reviewers?: unknown[]; prevent_self_review?: boolean } | undefined
+          return {
+            exists: true,
+            reviewers: rule?.reviewers?.length ?? 0,
+            preventSelfReview: rule?.prevent_self_review === true
+          }
+        } catch (error) {
+          if (statusOf(error) === 404) return { exists: false, reviewers: 0, preventSelfReview: false }
+          throw error
+        }
+      })
     },
 
     async isForkPullRequest(pullNumber) {

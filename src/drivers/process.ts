@@ -35,12 +35,44 @@ export function runningPid(pidFile: string): number | undefined {
 export interface StartSpec {
   command: readonly string[]
   cwd?: string
+  /** The service's own variables (targets.*.process.env, ${VAR}s already expanded), over the base. */
   env?: Record<string, string>
   pidFile: string
   logFile: string
 }
 
-/** Starts a detached process with its output in logFile and its PID in pidFile. */
+/**
+ * The only variables a started service takes from backout's own environment. Never the rest: on a runner
+ * that holds every secret of the `env` input (INPUT_ENV), the job token (INPUT_TOKEN, ACTIONS_RUNTIME_TOKEN)
+ * and RUNNER_TRACKING_ID — the marker the runner uses to kill a job's leftover processes when the job ends,
+ * which would kill a service a rollback just restored.
+ */
+export const SERVICE_BASE_ENV = [
+  'PATH',
+  'HOME',
+  'USER',
+  'LOGNAME',
+  'SHELL',
+  'LANG',
+  'LC_ALL',
+  'TZ',
+  'TMPDIR'
+] as const
+
+/** A service's environment: the minimal base from `from`, then its own variables. */
+export function serviceEnvironment(
+  own: Record<string, string> | undefined,
+  from: NodeJS.ProcessEnv = process.env
+): Record<string, string> {
+  const env: Record<string, string> = {}
+  for (const name of SERVICE_BASE_ENV) {
+    const value = from[name]
+    if (value !== undefined) env[name] = value
+  }
+  return { ...env, ...own }
+}
+
+/** Starts a detached process with its output in logFile and its PID in pidFile, in its own environment. */
 export function startDetached(spec: StartSpec): number {
   const [file, ...args] = spec.command
   if (!file) throw new Error('startDetached: empty command')
@@ -50,7 +82,7 @@ export function startDetached(spec: StartSpec): number {
   try {
     const child = spawn(file, args, {
       cwd: spec.cwd,
-      env: { ...process.env, ...spec.env },
+      env: serviceEnvironment(spec.env),
       detached: true,
       stdio: ['ignore', fd, fd]
     })

@@ -1,6 +1,7 @@
 import type { Color, Config } from '../core/config'
 import { UserError } from '../core/errors'
 import { createComposeRuntime } from './compose'
+import { expandEnv } from './config-file'
 import { runningPid, startDetached, stopByPidFile } from './process'
 import { createSystemdRuntime } from './systemd'
 
@@ -33,24 +34,39 @@ export function createProcessRuntime(config: Config, logDir: string): Runtime {
         detail: pid !== undefined ? `running (pid ${pid})` : 'stopped'
       })
     },
-    start(color) {
+    // eslint-disable-next-line @typescript-eslint/require-await -- a refusal is a rejection, never a throw
+    async start(color) {
       const p = spec(color)
       const running = runningPid(p.pidFile)
-      if (running !== undefined) return Promise.resolve(`already running (pid ${running})`)
+      if (running !== undefined) return `already running (pid ${running})`
       const pid = startDetached({
         command: p.command,
         cwd: p.cwd,
-        env: p.env,
+        env: expandServiceEnv(p.env, color),
         pidFile: p.pidFile,
         logFile: p.logFile ?? `${logDir}/${config.service}-${color}.log`
       })
-      return Promise.resolve(`started (pid ${pid})`)
+      return `started (pid ${pid})`
     },
     async stop(color, timeoutMs) {
       const outcome = await stopByPidFile(spec(color).pidFile, timeoutMs)
       return outcome === 'killed' ? `did not stop in ${timeoutMs / 1000}s: killed` : outcome
     }
   }
+}
+
+/** targets.<color>.process.env with each ${VAR} taken from backout's environment (e.g. the `env` input). */
+function expandServiceEnv(
+  env: Record<string, string> | undefined,
+  color: Color
+): Record<string, string> | undefined {
+  if (!env) return undefined
+  return Object.fromEntries(
+    Object.entries(env).map(([k, v]) => [
+      k,
+      expandEnv(v, `targets.${color}.process.env.${k}`, process.env, x => x)
+    ])
+  )
 }
 
 export function createRuntime(config: Config, logDir: string): Runtime {

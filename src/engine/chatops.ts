@@ -1,6 +1,7 @@
 import { CHATOPS_HELP, authorize, parseComment, type ChatOpsCommand } from '../core/chatops'
 import type { Level, RunRecord } from '../core/run-record'
 import type { GitHubApi } from '../drivers/github'
+import { liftFreeze } from './deploy-freeze'
 import { latestRunRecord } from './operation'
 import type { Service } from './service'
 
@@ -107,6 +108,22 @@ export async function handleComment(
         'status',
         statusReply(options.service && latestRunRecord(options.service.config, 'rollback'))
       )
+    case 'unfreeze': {
+      if (!options.service)
+        return reply(
+          'replied',
+          'unfreeze',
+          'No backout config on this runner: `/rollback unfreeze` needs the runner beside the service.'
+        )
+      const lifted = liftFreeze(options.service.config)
+      return reply(
+        'replied',
+        'unfreeze',
+        lifted
+          ? `🔓 Deploy freeze lifted (it was held by incident #${lifted.issue} since ${lifted.since}). Deploys may run again.`
+          : 'No deploy freeze is in place.'
+      )
+    }
     case 'rollback': {
       const environment = command.env ?? options.defaultEnvironment
       const text = planReply(command, environment)

@@ -30,6 +30,8 @@ export interface IncidentRequest {
   runUrl?: string
   /** The commit the rollback's deployment points at (GITHUB_SHA). */
   sha?: string
+  /** The commit of the deployment that failed (the triggering run's head_sha): that one is marked failed. */
+  failedSha?: string
   owner?: string
   /** When the failed deployment run failed (the detection time), and its URL. */
   detectedAt?: string
@@ -256,8 +258,8 @@ export async function openIncident(
       })
     )
   }
-  if (record.status === 'success' && !record.dryRun && req.sha)
-    await recordDeployments(api, config.environment, record, req.sha)
+  if ((record.status === 'success' || record.status === 'failed') && !record.dryRun && req.sha)
+    await recordDeployments(api, config.environment, record, req.sha, req.failedSha)
   return {
     issueNumber: issue!.number,
     issueUrl: issue!.html_url,
@@ -280,17 +282,34 @@ async function recordDeployments(
   api: GitHubApi,
   environment: string,
   record: RunRecord,
-  sha: string
+  sha: string,
+  failedSha?: string
 ): Promise<void> {
   const deployments = await api.listDeployments(environment)
   if (deployments.some(d => backoutRun(d.payload) === record.id)) return
-  const failedDeployment = deployments.find(d => backoutRun(d.payload) === undefined)
+  const releases = deployments.filter(d => backoutRun(d.payload) === undefined)
+  // The deployment the triggering run created (by its commit), not merely the newest one.
+  const failedDeployment = failedSha ? releases.find(d => d.sha === failedSha) : releases[0]
+  // The restored release: the release deployment before the failed one; its commit is what now runs.
+  const restored = failedDeployment ? releases.find(d => d.id < failedDeployment.id) : undefined
   if (failedDeployment) {
     await api.setDeploymentStatus(failedDeployment.id, 'failure', `rolled back by backout: ${record.reason}`)
     await api.setDeploymentStatus(failedDeployment.id, 'inactive', 'replaced by the rollback')
   }
-  const deployment = await api.createDeployment(sha, environment, `rollback to ${record.to ?? 'previous'}`, {
-    backout: { level: record.level, from: record.from, to: record.to, run: record.id }
-  })
-  await api.setDeploymentStatus(deployment.id, 'success', `Level ${record.level} rollback to ${record.to}`)
+  const deployment = await api.createDeployment(
+    restored?.sha ?? sha,
+    environment,
+    `rollback to ${record.to ?? 'previous'}`,
+    { backout: { level: record.level, from: record.from, to: record.to, run: record.id } }
+  )
+  await api.setDeploymentStatus(
+    deployment.id,
+    'in_progress',
+    `Level ${record.level} rollback to ${record.to}`
+  )
+  await api.setDeploymentStatus(
+    deployment.id,
+    record.status === 'success' ? 'success' : 'failure',
+    `Level ${record.level} rollback to ${record.to}: ${record.status}`
+  )
 }

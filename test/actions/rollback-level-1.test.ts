@@ -14,9 +14,12 @@ test('a dry run through the action plans and changes nothing', async () => {
   const run = await runAction('rollback-level-1', { config: sb.config, 'dry-run': 'true' })
   expect(run.code).toBe(0)
   expect(run.outputs.decision).toBe('planned')
-  const result = JSON.parse(run.outputs.result!) as { schema: string; record: RunRecord }
-  expect(result.schema).toBe('backout.action-result/v1')
-  expect(result.record.steps.find(s => s.name === 'Switch traffic')!.status).toBe('planned')
+  const result = JSON.parse(run.outputs.result!) as { schema: string; runId: string }
+  expect(result.schema).toBe('backout.action-result/v2')
+  expect(result.runId).toBe(run.outputs.run_id)
+  const record = run.full!.record as RunRecord
+  expect(record.id).toBe(run.outputs.run_id)
+  expect(record.steps.find(s => s.name === 'Switch traffic')!.status).toBe('planned')
   expect(new Set(await whoServes(sb.nginxUrl, 10))).toEqual(new Set(['green']))
 })
 
@@ -35,10 +38,9 @@ test('rollback-level-1 runs as the runner runs it and nginx then serves only blu
   expect(new Set(await whoServes(sb.nginxUrl, 30))).toEqual(new Set(['blue']))
 })
 
-test('a bad boolean input fails the step with a clear message instead of becoming false', async () => {
+test('a bad boolean input is refused (bad_input) with the input named, instead of becoming false', async () => {
   const run = await runAction('rollback-level-1', { config: sb.config, 'dry-run': 'yes please' })
   expect(run.code).toBe(1)
-  expect(run.stdout).toContain('::error::')
-  expect(run.stdout).toMatch(/dry-run/)
-  expect(run.outputs.decision).toBe('failed')
+  expect(run.stdout).toContain('::error::input dry-run: expected true or false')
+  expect(run.outputs).toMatchObject({ decision: 'refused', reason_code: 'bad_input' })
 })

@@ -38,9 +38,9 @@ test('rollback-level-2 and -3 dry runs plan and change nothing; a bad target is 
   for (const name of ['rollback-level-2', 'rollback-level-3']) {
     const run = await runAction(name, { config: sb.config, target: '', 'dry-run': 'true' })
     expect(run.code).toBe(0)
-    const result = JSON.parse(run.outputs.result!) as { record: RunRecord }
-    expect(result.record.status).toBe('planned')
-    expect(result.record.steps.some(s => s.status === 'planned')).toBe(true)
+    const record = run.full!.record as RunRecord
+    expect(record.status).toBe('planned')
+    expect(record.steps.some(s => s.status === 'planned')).toBe(true)
   }
   const bad = await runAction('rollback-level-3', { config: sb.config, target: '../../etc/passwd' })
   expect(bad.code).toBe(1)

@@ -45,26 +45,29 @@ describe('parseComment', () => {
     ['/rollback list', { kind: 'list' }],
     ['/rollback status', { kind: 'status' }],
     ['/rollback help', { kind: 'help' }],
-    ['  /rollback   level=1  \t', { kind: 'rollback', level: 1, dryRun: false }]
+    ['/rollback   level=1  \t', { kind: 'rollback', level: 1, dryRun: false }],
+    [
+      '/rollback level=1\nbecause checkout is down\n/rollback level=3',
+      { kind: 'rollback', level: 1, dryRun: false }
+    ]
   ])('%j is a command', (body, command) => {
     expect(parseComment(body)).toEqual({ status: 'command', command })
   })
 
-  it('reads only the first /rollback line, outside code fences and quotes', () => {
-    const body = [
-      'The deploy broke checkout.',
-      '> /rollback level=3',
-      '```',
-      '/rollback level=3',
-      '```',
-      '    /rollback level=3',
-      '/rollback level=1 --dry-run',
-      '/rollback level=2'
-    ].join('\r\n')
-    expect(parseComment(body)).toEqual({
-      status: 'command',
-      command: { kind: 'rollback', level: 1, dryRun: true }
-    })
+  it.each([
+    ['after text', 'The deploy broke checkout.\r\n/rollback level=1'],
+    ['in a quote', '> /rollback level=3'],
+    ['in a code block', '```\n/rollback level=3\n```'],
+    ['in a longer fence (a ```` block holding ```)', 'see:\n````\n```\n/rollback level=3\n````'],
+    ['in a ~~~ fence', '~~~\n/rollback level=3\n~~~'],
+    ['in an HTML comment', '<!--\n/rollback level=3\n-->'],
+    ['in an HTML comment on one line', '<!-- /rollback level=3 -->'],
+    ['in <details>', '<details><summary>log</summary>\n\n/rollback level=3\n</details>'],
+    ['indented', '  /rollback level=1'],
+    ['an indented code block', '    /rollback level=3'],
+    ['after a blank line', '\n/rollback level=1']
+  ])('a /rollback %s is not a command: only the first line, from its first character, is', (_what, body) => {
+    expect(parseComment(body)).toEqual({ status: 'not-a-command' })
   })
 
   it.each(['', 'LGTM', 'please /rollback later', '/rollbacks', '/Rollback level=1', '`/rollback`'])(
@@ -86,6 +89,10 @@ describe('parseComment', () => {
     ['/rollback target=../../etc/passwd', /not a backup id/],
     ['/rollback env=prod;rm', /`env=prod;rm` is not an environment name/],
     [`/rollback env=${'e'.repeat(65)}`, /not an environment name/],
+    ['/rollback env=..', /`env=..` is not an environment name/],
+    ['/rollback env=.', /not an environment name/],
+    ['/rollback env=prod..x', /not an environment name/],
+    ['/rollback env=-prod', /not an environment name/],
     ['/rollback level=1 level=2', /level= is given twice/],
     ['/rollback --dry-run --dry-run', /--dry-run is given twice/],
     [
@@ -187,7 +194,7 @@ describe('a real issue_comment webhook payload', () => {
     'example %i (%s): parses the command and authorizes only a created comment',
     (_i, action, event) => {
       const payload = structuredClone(event)
-      payload.comment.body = 'Checkout is down since the deploy.\n/rollback level=1 env=production --dry-run'
+      payload.comment.body = '/rollback level=1 env=production --dry-run\nCheckout is down since the deploy.'
       expect(payload.comment.author_association).toBe('OWNER')
 
       expect(parseComment(payload.comment.body)).toEqual({

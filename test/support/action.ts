@@ -1,4 +1,4 @@
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
 import { parse } from 'yaml'
@@ -7,6 +7,10 @@ import { runCommand, type CommandResult } from '../../src/drivers/exec'
 export interface ActionRun extends CommandResult {
   outputs: Record<string, string>
   summary: string
+  /** The full result JSON the action wrote to its result_file (in RUNNER_TEMP), parsed; undefined if none. */
+  full?: { schema: string; decision: string; reasonCode: string; error?: string; record?: unknown }
+  /** Every value the action asked the runner to mask (::add-mask::). */
+  masked: string[]
 }
 
 /** Parses a GITHUB_OUTPUT file (name<<delimiter blocks). */
@@ -57,14 +61,22 @@ export async function runAction(
         GITHUB_OUTPUT: outputFile,
         GITHUB_STEP_SUMMARY: summaryFile,
         GITHUB_WORKSPACE: dir,
+        RUNNER_TEMP: dir,
         ...inputEnv,
         ...env
       }
     })
+    const outputs = parseOutputFile(readFileSync(outputFile, 'utf8'))
+    const resultFile = outputs.result_file
     return {
       ...res,
-      outputs: parseOutputFile(readFileSync(outputFile, 'utf8')),
-      summary: readFileSync(summaryFile, 'utf8')
+      outputs,
+      summary: readFileSync(summaryFile, 'utf8'),
+      full:
+        resultFile && existsSync(resultFile)
+          ? (JSON.parse(readFileSync(resultFile, 'utf8')) as ActionRun['full'])
+          : undefined,
+      masked: [...res.stdout.matchAll(/^::add-mask::(.*)$/gm)].map(m => m[1]!)
     }
   } finally {
     rmSync(dir, { recursive: true, force: true })

@@ -520,7 +520,16 @@ export interface PullRequestSpec {
   baseRef?: string
 }
 
+/** An environment as the fake keeps it: its name and the logins of its required reviewers. */
+export interface EnvironmentSpec {
+  name: string
+  reviewers: string[]
+  preventSelfReview?: boolean
+}
+
 export interface RepoState {
+  /** Environments created in the repository settings (none until a test adds one). */
+  environments: EnvironmentSpec[]
   labels: Label[]
   issues: Issue[]
   /** Pull requests; each should have an issue of the same number (addPullRequest creates both). */
@@ -1093,7 +1102,8 @@ function fakeGitHub(state: ServerState, base: string, actorLogin: string): Fake 
         id,
         node_id: `DE_kwDO${id}`,
         url,
-        sha: createHash('sha1').update(ref).digest('hex'),
+        // A ref that is a commit id is that commit; a branch or tag resolves to a commit of its own here.
+        sha: /^[0-9a-f]{40}$/.test(ref) ? ref : createHash('sha1').update(ref).digest('hex'),
         ref,
         task: typeof ctx.body.task === 'string' ? ctx.body.task : 'deploy',
         payload:
@@ -1160,6 +1170,41 @@ function fakeGitHub(state: ServerState, base: string, actorLogin: string): Fake 
         .map(s => strip(s, 'deployment_id'))
       return page(statuses, ctx, path)
     },
+    'repos/get-environment': ctx => {
+      const name = ctx.params.environment_name ?? ''
+      const env = ctx.repo.environments.find(e => e.name.toLowerCase() === name.toLowerCase())
+      if (!env) throw new HttpError(404, 'Not Found')
+      const id = 56780000 + ctx.repo.environments.indexOf(env)
+      const at = now()
+      const rules = env.reviewers.length
+        ? [
+            {
+              id: id + 1,
+              node_id: `GA_${id + 1}`,
+              type: 'required_reviewers',
+              prevent_self_review: env.preventSelfReview === true,
+              reviewers: env.reviewers.map((login, i) => ({
+                type: 'User',
+                reviewer: user(login, 583300 + i)
+              }))
+            }
+          ]
+        : []
+      return {
+        status: 200,
+        body: {
+          id,
+          node_id: `EN_${id}`,
+          name: env.name,
+          url: `${base}/repos/${ctx.fullName}/environments/${encodeURIComponent(env.name)}`,
+          html_url: `${web}/${ctx.fullName}/deployments/activity_log?environments_filter=${encodeURIComponent(env.name)}`,
+          created_at: at,
+          updated_at: at,
+          protection_rules: rules,
+          deployment_branch_policy: null
+        }
+      }
+    },
     'pulls/get': ctx => {
       const pull = ctx.repo.pulls.find(p => p.number === Number(ctx.params.pull_number))
       if (!pull) throw new HttpError(404, 'Not Found')
@@ -1191,6 +1236,7 @@ export async function start(options: ServerOptions = {}): Promise<GitHubApiServe
       let r = repos.get(fullName)
       if (!r) {
         r = {
+          environments: [],
           labels: [],
           issues: [],
           pulls: [],
