@@ -9,6 +9,7 @@ import type { Logger } from '../core/logger'
 import type { Level, RunRecord } from '../core/run-record'
 import { timelineText } from '../core/timeline'
 import { configPath, loadConfig } from '../drivers/config-file'
+import { configWarnings } from '../drivers/config-warnings'
 import { type CheckProject, type ScratchDatabase, checkMigrations } from '../drivers/migration-check'
 import { alembicBinFor } from '../engine/level2'
 import { rollbackWithEscalation } from '../engine/escalate'
@@ -86,7 +87,9 @@ function terminalConfirm(
 }
 
 function serviceFrom(opts: GlobalOptions, log: Logger): Service {
-  return createService(loadConfig(configPath(opts.config)), log)
+  const config = loadConfig(configPath(opts.config))
+  for (const warning of configWarnings(config)) log.warn(warning)
+  return createService(config, log)
 }
 
 function crashHook(): number | undefined {

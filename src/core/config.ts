@@ -6,6 +6,10 @@ import { UserError } from './errors'
  * defaults (the runbook's thresholds), for docs/config.md and for the JSON Schema editors complete against.
  */
 
+/** Outside the repository by default: a workflow's checkout (git clean) must not wipe locks or the seal key. */
+export const DEFAULT_STATE_DIR = '/var/lib/backout/<service>'
+export const DEFAULT_HISTORY_LOG = '<state.dir>/rollback_history.log'
+
 const argv = z
   .array(z.string().min(1))
   .min(1)
@@ -206,13 +210,25 @@ export const configSchema = z
       })
       .strict(),
     state: z
-      .object({ dir: z.string().default('state').describe('locks, run records, last_safety_backup') })
+      .object({
+        dir: z
+          .string()
+          .default(DEFAULT_STATE_DIR)
+          .describe(
+            'locks, run records, the seal key: keep it outside any git checkout (a checkout may wipe it); <service> is the service name'
+          )
+      })
       .strict()
-      .default({ dir: 'state' }),
+      .default({ dir: DEFAULT_STATE_DIR }),
     history: z
-      .object({ log: z.string().default('rollback_history.log') })
+      .object({
+        log: z
+          .string()
+          .default(DEFAULT_HISTORY_LOG)
+          .describe("the runbook's rollback history log; <state.dir> is state.dir")
+      })
       .strict()
-      .default({ log: 'rollback_history.log' }),
+      .default({ log: DEFAULT_HISTORY_LOG }),
     thresholds: thresholds.default({
       errorRatePercent: { medium: 5, high: 10, critical: 50 },
       responseTimeSeconds: { medium: 2, high: 5 },
