@@ -26,6 +26,7 @@ import { incidentBody, incidentTitle, postMortemBody, stakeholderNotification } 
 import { analyse } from '../engine/incident'
 import { latestRunRecord, readRunRecord } from '../engine/operation'
 import { assessText, runDemo } from './demo'
+import { cliInvocation } from './invocation'
 import { assess } from '../engine/assess'
 import { checksText, validate } from '../engine/validate'
 import {
@@ -374,6 +375,7 @@ export function buildProgram(log: Logger, setExit: (code: number) => void): Comm
         keep: Boolean(o.keep),
         level: o.level,
         appCommand: [process.execPath, script, 'sandbox'],
+        invocation: cliInvocation(script),
         log: quiet
       })
       setExit(code)
