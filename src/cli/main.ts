@@ -27,6 +27,8 @@ import { analyse } from '../engine/incident'
 import { latestRunRecord, readRunRecord } from '../engine/operation'
 import { assessText, runDemo } from './demo'
 import { cliInvocation } from './invocation'
+import { register as registerInit } from './commands/init'
+import { register as registerDoctor } from './commands/doctor'
 import { assess } from '../engine/assess'
 import { checksText, validate } from '../engine/validate'
 import {
@@ -602,6 +604,8 @@ export function buildProgram(log: Logger, setExit: (code: number) => void): Comm
       runAppServer({ host: '127.0.0.1', ...o })
     )
 
+  registerInit(program, log, (human, data) => out().result(human, data))
+  registerDoctor(program, log, (human, data) => out().result(human, data), setExit)
   return program
 }
 
