@@ -27,6 +27,7 @@ import { analyse } from '../engine/incident'
 import { latestRunRecord, readRunRecord } from '../engine/operation'
 import { assessText, runDemo } from './demo'
 import { cliInvocation } from './invocation'
+import { printMetrics } from './commands/history-metrics'
 import { register as registerInit } from './commands/init'
 import { register as registerDoctor } from './commands/doctor'
 import { assess } from '../engine/assess'
@@ -509,13 +510,23 @@ export function buildProgram(log: Logger, setExit: (code: number) => void): Comm
     .command('history')
     .description('the rollback history log, or its report')
     .option('--report', 'count by level, mean duration, success rate')
-    .addOption(new Option('--format <format>', 'output format').choices(['text', 'markdown']).default('text'))
-    .action((o: { report?: boolean; format: 'text' | 'markdown' }) => {
+    .addOption(
+      new Option(
+        '--format <format>',
+        'text; markdown (the runbook table); prometheus (node_exporter textfile) or json: rollback metrics'
+      )
+        .choices(['text', 'markdown', 'prometheus', 'json'])
+        .default('text')
+    )
+    .option('--deployments <n>', 'deployments in the same period: gives the change failure rate', parseCount)
+    .action((o: { report?: boolean; format: string; deployments?: number }) => {
       const config = loadConfig(configPath(globals().config))
       const lines = existsSync(config.history.log)
         ? readFileSync(config.history.log, 'utf8').split('\n').filter(Boolean)
         : []
       if (o.format === 'markdown') return out().result(historyMarkdown(lines), { lines })
+      if (o.format === 'prometheus' || o.format === 'json')
+        return printMetrics(config, lines, o, (h, d) => out().result(h, d))
       if (!o.report)
         return out().result(lines.join('\n') || `no rollbacks yet (${config.history.log})`, { lines })
       const r = historyReport(lines)
