@@ -1,4 +1,5 @@
 import { z } from 'zod'
+import { unknownKeysHint } from './config-hints'
 import { UserError } from './errors'
 
 /**
@@ -399,7 +400,10 @@ export function parseConfig(input: unknown, source: string): Config {
   if (result.success) return result.data
   const lines = result.error.issues.map(issue => {
     const key = issue.path.length ? issue.path.map(String).join('.') : '(top level)'
-    const received = issue.code === 'unrecognized_keys' ? '' : describeReceived(input, issue.path)
+    const received =
+      issue.code === 'unrecognized_keys'
+        ? unknownKeysHint(configSchema, issue.path, issue.keys)
+        : describeReceived(input, issue.path)
     return `  ${key}: ${issue.message}${received}`
   })
   throw new UserError(
