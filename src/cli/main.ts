@@ -28,6 +28,7 @@ import { latestRunRecord, readRunRecord } from '../engine/operation'
 import { assessText, runDemo } from './demo'
 import { cliInvocation } from './invocation'
 import { printMetrics } from './commands/history-metrics'
+import { confirmEstimate, outcomeLine } from '../core/history-metrics'
 import { register as registerInit } from './commands/init'
 import { register as registerDoctor } from './commands/doctor'
 import { assess } from '../engine/assess'
@@ -70,13 +71,13 @@ function terminalConfirm(
   log: Logger
 ): (plan: readonly Step[]) => Promise<boolean> {
   return async plan => {
-    const budget = plan.reduce((s, x) => s + x.budgetSeconds, 0)
+    const history = existsSync(config.history.log) ? readFileSync(config.history.log, 'utf8').split('\n') : []
     log.info(
       [
         '',
         `About to run Level ${level} rollback on ${config.service} (${config.environment}):`,
         ...plan.map(s => `  - ${s.name}: ${s.describe()}`),
-        `Estimated time: about ${Math.ceil(budget / 60)} min`,
+        confirmEstimate(history, level, config.thresholds.rtoMinutes[`level${level}`]),
         ''
       ].join('\n')
     )
@@ -122,7 +123,7 @@ export function buildProgram(log: Logger, setExit: (code: number) => void): Comm
   const globals = (): GlobalOptions => program.opts<GlobalOptions>()
 
   const reportRun = (record: RunRecord, error: unknown): void => {
-    out().result(timelineText(record) + (error ? `\n${record.status}: ${messageOf(error)}` : ''), record)
+    out().result(timelineText(record) + (error ? `\n${outcomeLine(record, messageOf(error))}` : ''), record)
     if (error) setExit(exitCodeFor(error))
   }
 

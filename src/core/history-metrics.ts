@@ -1,3 +1,4 @@
+import type { RunRecord } from './run-record'
 import { type HistoryEntry, parseHistoryLine } from './history'
 
 /**
@@ -117,4 +118,30 @@ export function historyPrometheus(m: HistoryMetrics): string {
       [['', m.changeFailureRatePercent]]
     )
   return out.join('\n') + '\n'
+}
+
+/**
+ * The confirmation's time estimate: what this service's own successful rollbacks at this level took
+ * (their median), not a share of the RTO; the RTO is the deadline.
+ */
+export function confirmEstimate(lines: readonly string[], level: number, rtoMinutes: number): string {
+  const took = lines
+    .map(parseHistoryLine)
+    .filter((e): e is HistoryEntry => e !== undefined && e.level === level && e.status === 'success')
+    .map(e => e.durationSeconds)
+    .sort((a, b) => a - b)
+  if (!took.length)
+    return `Estimated time: no Level ${level} rollback measured here yet — deadline ${rtoMinutes} min (the RTO)`
+  const median = took[Math.floor((took.length - 1) / 2)]!
+  const fmt = (s: number): string => (s < 90 ? `${Math.round(s)} s` : `${Math.round(s / 60)} min`)
+  return (
+    `Estimated time: about ${fmt(median)} (the median of ${took.length} measured Level ${level} rollback${took.length > 1 ? 's' : ''} ` +
+    `here, longest ${fmt(took[took.length - 1]!)}) — deadline ${rtoMinutes} min (the RTO)`
+  )
+}
+
+/** The line under a failed or refused run's timeline: the reason once — not again when a step shows it. */
+export function outcomeLine(record: RunRecord, message: string): string {
+  const step = record.steps.find(s => s.status === 'failed' && s.detail.trim() === message.trim())
+  return step ? `${record.status} at "${step.name}" (its reason above)` : `${record.status}: ${message}`
 }

@@ -2,7 +2,13 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
 import { stringify } from 'yaml'
-import { historyMetrics, historyPrometheus } from '../../src/core/history-metrics'
+import type { RunRecord } from '../../src/core/run-record'
+import {
+  confirmEstimate,
+  historyMetrics,
+  historyPrometheus,
+  outcomeLine
+} from '../../src/core/history-metrics'
 import { runCommand } from '../../src/drivers/exec'
 import { runCli } from '../support/cli'
 import { minimalConfig } from '../support/minimal-config'
@@ -64,4 +70,38 @@ test('history --format prometheus is a textfile promtool accepts; --format json 
   } finally {
     rmSync(dir, { recursive: true, force: true })
   }
+})
+
+test("the confirmation's estimate comes from this service's measured rollbacks, the RTO is the deadline", () => {
+  const line = (level: number, s: number, status = 'success'): string =>
+    `[2026-11-01 10:00:00] LEVEL=${level} FROM=a TO=b DURATION=${s} STATUS=${status} REASON="r"`
+  expect(
+    confirmEstimate([line(1, 40), line(1, 20), line(1, 900, 'failed'), line(2, 600), line(1, 30)], 1, 5)
+  ).toBe(
+    'Estimated time: about 30 s (the median of 3 measured Level 1 rollbacks here, longest 40 s) — deadline 5 min (the RTO)'
+  )
+  expect(confirmEstimate([line(2, 600)], 2, 15)).toBe(
+    'Estimated time: about 10 min (the median of 1 measured Level 2 rollback here, longest 10 min) — deadline 15 min (the RTO)'
+  )
+  expect(confirmEstimate([], 3, 30)).toBe(
+    'Estimated time: no Level 3 rollback measured here yet — deadline 30 min (the RTO)'
+  )
+})
+
+test('a refusal is printed once: the line under the timeline points at the step that shows it', () => {
+  const record = {
+    status: 'refused',
+    steps: [
+      { name: 'Assess situation', status: 'ok', detail: 'nginx routes to blue' },
+      {
+        name: 'Verify previous environment',
+        status: 'failed',
+        detail: 'green is not healthy — escalate to Level 2'
+      }
+    ]
+  } as unknown as RunRecord
+  expect(outcomeLine(record, 'green is not healthy — escalate to Level 2')).toBe(
+    'refused at "Verify previous environment" (its reason above)'
+  )
+  expect(outcomeLine(record, 'lock held')).toBe('refused: lock held')
 })
