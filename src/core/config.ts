@@ -1,5 +1,6 @@
 import { z } from 'zod'
 import { unknownKeysHint } from './config-hints'
+import { notifySchema } from './notify'
 import { UserError } from './errors'
 
 /**
@@ -345,7 +346,8 @@ export const configSchema = z
         intervalSeconds: 5
       })
       .describe('the checks validate adds to the thresholds: ports, resources, logs, monitoring'),
-    smokeTest: argv.optional().describe('a command that exits 0 when the service works')
+    smokeTest: argv.optional().describe('a command that exits 0 when the service works'),
+    notify: notifySchema.optional()
   })
   .strict()
   .superRefine((cfg, ctx) => {

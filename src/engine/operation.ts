@@ -15,6 +15,7 @@ import type { Logger } from '../core/logger'
 import { RUN_RECORD_SCHEMA, newRunId, type Level, type Operation, type RunRecord } from '../core/run-record'
 import { acquireLock } from '../drivers/lock'
 import { runSteps, type RunStepsOptions, type Step } from './run-steps'
+import { notifyRollback } from './notify-rollback'
 
 export interface OperationRequest {
   config: Config
@@ -74,6 +75,7 @@ export async function runOperation(req: OperationRequest): Promise<OperationResu
             `took over a stale lock${h ? ` left by PID ${h.pid} on ${h.host} (${h.operation}, started ${h.startedAt})` : ''}`
           )
       )
+  const notifier = notifyRollback(req.config, record, req.log)
   const startedMs = performance.now()
   let error: unknown
   try {
@@ -109,6 +111,7 @@ export async function runOperation(req: OperationRequest): Promise<OperationResu
       lock?.release()
     }
   }
+  await notifier.finish()
   return { record, error }
 }
 
