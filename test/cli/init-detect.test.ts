@@ -3,7 +3,8 @@ import { tmpdir } from 'node:os'
 import path from 'node:path'
 import { parse as parseYaml } from 'yaml'
 import { parseConfig } from '../../src/core/config'
-import { runCli } from '../support/cli'
+import { runCommand } from '../../src/drivers/exec'
+import { CLI, runCli } from '../support/cli'
 
 const dir = mkdtempSync(path.join(tmpdir(), 'backout-init-'))
 afterAll(() => rmSync(dir, { recursive: true, force: true }))
@@ -95,4 +96,47 @@ test('init on a compose app: nginx from the host, the compose service, DATABASE_
   expect(dry.code).toBe(0)
   const unset = await runCli(['--config', out, 'history'], { env: { DB_PASSWORD: undefined } })
   expect(unset.stderr).toContain('database.url uses ${DB_PASSWORD}, but DB_PASSWORD is not set')
+})
+
+test('on a terminal, init asks only what it could not find — a runtime answer raises its own questions', async () => {
+  const app = path.join(dir, 'tty-app')
+  mkdirSync(path.join(app, 'nginx'), { recursive: true })
+  writeFileSync(path.join(app, 'nginx/upstream.conf'), 'upstream backend {\n  server 127.0.0.1:9001;\n}\n')
+  const cmd = [
+    process.execPath,
+    CLI,
+    'init',
+    '--dir',
+    app,
+    '--backups-dir',
+    path.join(dir, 'b'),
+    '--prometheus-url',
+    'http://127.0.0.1:1'
+  ]
+  // typed ahead, as a paste would: service, runtime, nginx URL (default), blue, green, then the units
+  const answers = [
+    'spacetime',
+    'systemd',
+    '',
+    '127.0.0.1:9001',
+    'v1.0.0',
+    '127.0.0.1:9002',
+    'v1.1.0',
+    'st-blue.service',
+    'st-green.service'
+  ]
+  const res = await runCommand(['script', '-qec', cmd.map(a => `'${a}'`).join(' '), '/dev/null'], {
+    input: answers.join('\n') + '\n'
+  })
+  expect(res.code).toBe(0)
+  expect(res.stdout).toContain('the service name (letters, digits, . _ -): ')
+  expect(res.stdout).toContain('the systemd unit of green: ')
+  expect(res.stdout).not.toContain('the nginx file holding the upstream block') // found, not asked
+  const cfg = parseConfig(parseYaml(readFileSync(path.join(app, 'backout.yml'), 'utf8')), 'backout.yml')
+  expect(cfg.targets.green).toMatchObject({
+    version: 'v1.1.0',
+    upstream: '127.0.0.1:9002',
+    systemd: { unit: 'st-green.service' }
+  })
+  expect(cfg.nginx.url).toBe('http://127.0.0.1')
 })

@@ -5,7 +5,13 @@ import type { Command } from 'commander'
 import { parse as parseYaml } from 'yaml'
 import { parseConfig } from '../../core/config'
 import { UserError } from '../../core/errors'
-import { type InitAnswers, buildConfig, missingAnswers, renderConfig } from '../../core/init-config'
+import {
+  type Detected,
+  type InitAnswers,
+  buildConfig,
+  missingAnswers,
+  renderConfig
+} from '../../core/init-config'
 import type { Logger } from '../../core/logger'
 import { DEFAULT_WORKFLOW_OPTIONS, callerWorkflows } from '../../core/workflow-templates'
 import { gitWorkTreeOf } from '../../drivers/config-warnings'
@@ -25,13 +31,27 @@ interface InitOptions extends InitAnswers {
   deployWorkflow: string
 }
 
-async function ask(questions: ReturnType<typeof missingAnswers>, answers: InitAnswers): Promise<void> {
-  const rl = createInterface({ input: process.stdin, output: process.stderr })
+/**
+ * Asks on the terminal for what detection could not find, round after round (an answer may raise a new
+ * question: runtime systemd needs the units). Lines are read through the iterator, which buffers them:
+ * answers typed ahead or pasted are not lost.
+ */
+async function askMissing(detected: Detected, answers: InitAnswers): Promise<void> {
+  const rl = createInterface({ input: process.stdin, terminal: false })
+  const lines = rl[Symbol.asyncIterator]()
+  const asked = new Set<string>()
   try {
-    for (const q of questions) {
-      const a = (await rl.question(`${q.question}${q.default ? ` [${q.default}]` : ''}: `)).trim()
-      const value = a || q.default
-      if (value) (answers as Record<string, string>)[q.key] = value
+    for (;;) {
+      const todo = missingAnswers(detected, answers).filter(q => !asked.has(q.key))
+      if (!todo.length) return
+      for (const q of todo) {
+        asked.add(q.key)
+        process.stderr.write(`${q.question}${q.default ? ` [${q.default}]` : ''}: `)
+        const next = await lines.next()
+        if (next.done) return
+        const value = String(next.value).trim() || q.default
+        if (value) (answers as Record<string, string>)[q.key] = value
+      }
     }
   } finally {
     rl.close()
@@ -125,7 +145,7 @@ export function register(program: Command, log: Logger, print: (human: string, d
         let missing = missingAnswers(detected, answers)
         if (missing.length && process.stdin.isTTY && !o.yes) {
           for (const n of detected.notes) log.info(`found: ${n}`)
-          await ask(missing, answers)
+          await askMissing(detected, answers)
           missing = missingAnswers(detected, answers)
         }
         if (missing.length)
