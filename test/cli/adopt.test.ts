@@ -6,11 +6,12 @@ import {
   mkdtempSync,
   readFileSync,
   readdirSync,
-  rmSync
+  rmSync,
+  writeFileSync
 } from 'node:fs'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
-import { parse as parseYaml } from 'yaml'
+import { parse as parseYaml, stringify as stringifyYaml } from 'yaml'
 import { parseConfig } from '../../src/core/config'
 import { runCommand } from '../../src/drivers/exec'
 
@@ -254,6 +255,30 @@ test('clone → npm install -g → init → workflows → doctor: the guide, wal
   )
   const broken = await run(['backout', '--config', inRepo, 'doctor'], repo)
   expect(broken.stdout).toMatch(/! state\.dir .*inside the git work tree/)
+
+  // doctor's failures, each with its fix and exit 1: nginx -t failing, a pg_dump older than the server
+  const oldPg = path.join(work, 'pg13/bin')
+  mkdirSync(oldPg, { recursive: true })
+  writeFileSync(path.join(oldPg, 'pg_dump'), '#!/bin/sh\necho "pg_dump (PostgreSQL) 13.16"\n', {
+    mode: 0o755
+  })
+  const sick = path.join(repo, 'backout-sick.yml')
+  const sickCfg = parseYaml(readFileSync(config, 'utf8')) as Record<string, Record<string, unknown>>
+  sickCfg.nginx!.test = ['nginx', '-t', '-c', path.join(work, 'missing-nginx.conf')]
+  sickCfg.database!.binDir = oldPg
+  writeFileSync(sick, stringifyYaml(sickCfg))
+  const sickRun = await backout('--config', sick, '--json', 'doctor')
+  expect(sickRun.code).toBe(1)
+  const sickReport = JSON.parse(sickRun.stdout) as typeof report
+  expect(sickReport.checks.find(c => c.name === 'nginx test')).toMatchObject({
+    status: 'fail',
+    fix: expect.stringContaining('nginx')
+  })
+  expect(sickReport.checks.find(c => c.name === 'pg_dump version')).toMatchObject({
+    status: 'fail',
+    detail: expect.stringMatching(/pg_dump 13 .* vs server 1[0-9]/),
+    fix: expect.stringMatching(/install postgresql-client-1\d and set database\.binDir/)
+  })
 
   // The guide: every `backout ...` command in docs/getting-started.md names a command and flags the CLI has.
   const guide = readFileSync(path.join(root, 'docs/getting-started.md'), 'utf8')
