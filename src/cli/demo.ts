@@ -40,8 +40,9 @@ interface DemoOptions {
 /** What took/deadline means in the timelines the demo prints. */
 export function timelineLegend(level: 1 | 2 | 3, rtoMinutes: number): string {
   return (
-    `took/deadline: each step's measured time / the time it may take — its share of the Level ${level} ` +
-    `RTO (${rtoMinutes} min); a step past its deadline is flagged, and the run is stopped at the RTO`
+    `took/deadline: each step's measured time / the time it is allowed — its share of the Level ${level} ` +
+    `RTO (${rtoMinutes} min), in proportion to the runbook's time for it; a step that passes its deadline ` +
+    'is stopped and the run fails'
   )
 }
 

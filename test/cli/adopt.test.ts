@@ -64,6 +64,21 @@ test('clone → npm install -g → init → workflows → doctor: the guide, wal
     tarball
   ])
   expect({ code: install.code, stderr: install.stderr }).toMatchObject({ code: 0 })
+  // The documented install on a host with the clone: npm install -g <clone> links it, offline, no build.
+  const linked = path.join(work, 'global-link')
+  const link = await run([
+    'npm',
+    'install',
+    '-g',
+    '--prefix',
+    linked,
+    '--offline',
+    '--no-audit',
+    '--no-fund',
+    clone
+  ])
+  expect(link.code).toBe(0)
+  expect((await run([path.join(linked, 'bin/backout'), '--help'])).stdout).toMatch(/\binit\b/)
   const which = await run(['sh', '-c', 'command -v backout'])
   expect(which.stdout.trim()).toBe(path.join(bin, 'backout'))
   const help = await backout('--help')

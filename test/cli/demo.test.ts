@@ -12,7 +12,7 @@ test('demo --level 3: WAL replay to a time, the timeline explained, its temp dir
   const res = await runCli(['demo', '--level', '3'], { cwd: root })
   expect(res.code).toBe(0)
   expect(res.stdout).toContain('why Level 3:')
-  expect(res.stdout).toMatch(/took\/deadline: each step's measured time \/ the time it may take/)
+  expect(res.stdout).toMatch(/took\/deadline: each step's measured time \/ the time it is allowed/)
   expect(res.stdout).toMatch(/T = \d{4}-\d\d-\d\dT[\d:.]+Z/)
   expect(res.stdout).toContain('WAL replay to T: 5 of the 5 users written after the backup are back')
   expect(res.stdout).toMatch(/Transaction log replay .* WAL replayed to/)
