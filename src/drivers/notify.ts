@@ -6,8 +6,8 @@ import { sleep } from './sleep'
 /** An error's message and its cause's (fetch's "fetch failed" says nothing alone), from any realm. */
 function describe(e: unknown): string {
   const msg = (x: unknown): string | undefined =>
-    x && typeof x === 'object' && 'message' in x ? String((x).message) : undefined
-  const cause = e && typeof e === 'object' && 'cause' in e ? msg((e).cause) : undefined
+    x && typeof x === 'object' && 'message' in x ? String(x.message) : undefined
+  const cause = e && typeof e === 'object' && 'cause' in e ? msg(e.cause) : undefined
   return `${msg(e) ?? String(e)}${cause ? `: ${cause}` : ''}`
 }
 
