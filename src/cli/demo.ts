@@ -1,4 +1,4 @@
-import { mkdtempSync, readFileSync, chmodSync, writeFileSync } from 'node:fs'
+import { mkdtempSync, readFileSync, chmodSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
 import { messageOf } from '../core/errors'
@@ -32,7 +32,31 @@ interface DemoOptions {
   /** Which rollback to show (default 1). For 3, the data is corrupted after the snapshot first. */
   level?: 1 | 2 | 3
   appCommand: readonly string[]
+  /** How the user runs this CLI, for the commands the demo prints (see cliInvocation). */
+  invocation?: string
   log: Logger
+}
+
+/** What took/deadline means in the timelines the demo prints. */
+export function timelineLegend(level: 1 | 2 | 3, rtoMinutes: number): string {
+  return (
+    `took/deadline: each step's measured time / the time it is allowed — its share of the Level ${level} ` +
+    `RTO (${rtoMinutes} min), in proportion to the runbook's time for it; a step that passes its deadline ` +
+    'is stopped and the run fails'
+  )
+}
+
+/** Why the demo shows Level 2 or 3 when assess recommends Level 1 (the sandbox's blue is healthy). */
+export const WHY_LEVEL: Record<2 | 3, string> = {
+  2:
+    'why Level 2: assess recommends Level 1 (blue is healthy), but Level 1 only moves traffic — the bad ' +
+    "release's migration 105 (users.preferences) and its config/.env would stay. Level 2 is the runbook's " +
+    'choice when a release changed the schema or the configuration: migrations down, configs and the ' +
+    'previous version restored from the release backup.',
+  3:
+    'why Level 3: the data itself is damaged (a dropped table, rewritten rows, the corruption marker) — ' +
+    'no switch or migration brings it back. Level 3 restores the database from the release backup and ' +
+    'replays the archived WAL to the moment just before the damage, so the writes made after the backup survive.'
 }
 
 /**
@@ -42,6 +66,8 @@ interface DemoOptions {
 export async function runDemo(options: DemoOptions): Promise<number> {
   const { log } = options
   const dir = options.dir ?? mkdtempSync(path.join(tmpdir(), 'backout-demo-'))
+  const level = options.level ?? 1
+  const cli = options.invocation ?? 'backout'
   chmodSync(dir, 0o755)
   const print = (text: string): void => void process.stdout.write(text + '\n')
   const phase = async <T>(title: string, work: () => Promise<T>): Promise<T> => {
@@ -55,7 +81,7 @@ export async function runDemo(options: DemoOptions): Promise<number> {
   try {
     const state = await phase(
       'sandbox up: nginx, database, blue v2.4.9 and green v2.5.0 — then green is deployed',
-      () => sandboxUp({ dir, appCommand: options.appCommand, log })
+      () => sandboxUp({ dir, appCommand: options.appCommand, log, walArchive: level === 3 })
     )
     print(`   config: ${state.config}\n   nginx:  http://127.0.0.1:${state.nginxPort}  (${state.db})`)
     const service = createService(loadConfig(state.config), log)
@@ -75,12 +101,26 @@ export async function runDemo(options: DemoOptions): Promise<number> {
       `   ${backup.id}: ${backup.manifest.files.length} files, ${backup.sizeBytes} bytes, every sha256 verified`
     )
 
-    const level = options.level ?? 1
+    // Level 3 on PostgreSQL: rows written after the backup, then T, then the damage — WAL replay to T keeps them.
+    let toTime: string | undefined
+    const db = service.config.database
+    if (level === 3 && db?.kind === 'postgres' && db.walArchiveDir)
+      toTime = await phase('players keep playing: 5 new users after the backup, then T', async () => {
+        for (let i = 1; i <= 5; i++)
+          await pgQuery(
+            db.url,
+            `INSERT INTO users (name, email) VALUES ('late ${i}', 'late${i}@example.test')`
+          )
+        await new Promise(r => setTimeout(r, 1100))
+        const t = new Date().toISOString()
+        await new Promise(r => setTimeout(r, 1100))
+        print(`   T = ${t}: the moment to recover to (rows before it are kept, the damage after it is not)`)
+        return t
+      })
     if (level === 3)
       await phase(
         'corrupt the data: a dropped table, rewritten rows, junk in data/godot, the corruption marker',
         async () => {
-          const db = service.config.database
           const bad = "DROP TABLE game_state; UPDATE users SET email = 'bad' || id || '@corrupt.test';"
           if (db?.kind === 'postgres') await pgQuery(db.url, bad)
           else if (db?.kind === 'sqlite') await sqliteExec(db.path, bad)
@@ -102,21 +142,33 @@ export async function runDemo(options: DemoOptions): Promise<number> {
             .filter(b => b.manifest.kind === 'snapshot')
             .pop()?.id
         : undefined
-    const { record, error } = await phase(title[level], () =>
+    if (level !== 1) print(`\n${WHY_LEVEL[level]}`.replace(/\n/g, '\n   '))
+    const { record, error } = await phase(toTime ? `${title[3]}, then WAL replay to T` : title[level], () =>
       rollback(service, {
         level,
         target: release,
+        toTime,
         reason: `assess: ${report.assessment.severity}, ${report.assessment.reasons[0]?.message ?? 'demo'}`,
         dryRun: false,
         confirm: () => Promise.resolve(true)
       })
     )
     print(timelineText(record).replace(/^/gm, '   '))
+    print(`   ${timelineLegend(level, service.config.thresholds.rtoMinutes[`level${level}`])}`)
     if (error) throw error instanceof Error ? error : new Error(messageOf(error))
 
     const checks = await phase('validate: healthy and intact?', () => validate(service, { thorough: true }))
     print(checksText(checks).replace(/^/gm, '   '))
 
+    if (toTime && db?.kind === 'postgres') {
+      const [row] = await pgQuery<{ n: string }>(
+        db.url,
+        "SELECT count(*) AS n FROM users WHERE name LIKE 'late %'"
+      )
+      print(
+        `   WAL replay to T: ${row?.n ?? '?'} of the 5 users written after the backup are back; the damage after T is gone`
+      )
+    }
     if (record.dataLoss)
       print(
         `   data-loss window: ${record.dataLoss.windowSeconds} s (restored to ${record.dataLoss.restoredTo}) — ${record.dataLoss.note}`
@@ -125,8 +177,15 @@ export async function runDemo(options: DemoOptions): Promise<number> {
     print('   ' + readFileSync(service.config.history.log, 'utf8').trim().split('\n').slice(-1)[0])
     ok = checks.passed
   } finally {
-    if (!options.keep) await phase('sandbox down', () => sandboxDown(dir, log)).catch(() => undefined)
-    else print(`\nsandbox left running in ${dir} — stop it with: backout sandbox down --dir ${dir}`)
+    if (!options.keep) {
+      await phase('sandbox down', () => sandboxDown(dir, log)).catch(() => undefined)
+      // A directory the demo made is the demo's to remove; one the user named is left for them.
+      if (!options.dir) rmSync(dir, { recursive: true, force: true })
+    } else
+      print(
+        `\nsandbox left running in ${dir} — try: ${cli} --config ${dir}/backout.yml list\n` +
+          `stop it with: ${cli} sandbox down --dir ${dir}`
+      )
   }
   return ok ? 0 : 1
 }

@@ -10,6 +10,7 @@ import { sanitizeLine } from '../core/sanitize'
 import type { Level, RunRecord } from '../core/run-record'
 import { timelineText } from '../core/timeline'
 import { configPath, loadConfig } from '../drivers/config-file'
+import { configWarnings } from '../drivers/config-warnings'
 import { type CheckProject, type ScratchDatabase, checkMigrations } from '../drivers/migration-check'
 import { alembicBinFor, databaseUrlFor } from '../engine/level2'
 import { rollbackWithEscalation } from '../engine/escalate'
@@ -28,6 +29,11 @@ import { analyse, incidentFacts } from '../engine/incident'
 import { breachRecord, isPostBreach } from '../engine/security-hold'
 import { latestRunRecord, readRunRecord } from '../engine/operation'
 import { assessText, runDemo } from './demo'
+import { cliInvocation } from './invocation'
+import { printMetrics } from './commands/history-metrics'
+import { confirmEstimate, outcomeLine } from '../core/history-metrics'
+import { register as registerInit } from './commands/init'
+import { register as registerDoctor } from './commands/doctor'
 import { assess } from '../engine/assess'
 import { recommendationText } from '../engine/recommend'
 import { checksText, validate } from '../engine/validate'
@@ -69,13 +75,13 @@ function terminalConfirm(
   log: Logger
 ): (plan: readonly Step[]) => Promise<boolean> {
   return async plan => {
-    const budget = plan.reduce((s, x) => s + x.budgetSeconds, 0)
+    const history = existsSync(config.history.log) ? readFileSync(config.history.log, 'utf8').split('\n') : []
     log.info(
       [
         '',
         `About to run Level ${level} rollback on ${config.service} (${config.environment}):`,
         ...plan.map(s => `  - ${s.name}: ${s.describe()}`),
-        `Estimated time: about ${Math.ceil(budget / 60)} min`,
+        confirmEstimate(history, level, config.thresholds.rtoMinutes[`level${level}`]),
         ''
       ].join('\n')
     )
@@ -90,7 +96,9 @@ function terminalConfirm(
 }
 
 function serviceFrom(opts: GlobalOptions, log: Logger): Service {
-  return createService(loadConfig(configPath(opts.config)), log)
+  const config = loadConfig(configPath(opts.config))
+  for (const warning of configWarnings(config)) log.warn(warning)
+  return createService(config, log)
 }
 
 function crashHook(): number | undefined {
@@ -119,7 +127,7 @@ export function buildProgram(log: Logger, setExit: (code: number) => void): Comm
   const globals = (): GlobalOptions => program.opts<GlobalOptions>()
 
   const reportRun = (record: RunRecord, error: unknown): void => {
-    out().result(timelineText(record) + (error ? `\n${record.status}: ${messageOf(error)}` : ''), record)
+    out().result(timelineText(record) + (error ? `\n${outcomeLine(record, messageOf(error))}` : ''), record)
     if (error) setExit(exitCodeFor(error))
   }
 
@@ -415,6 +423,7 @@ export function buildProgram(log: Logger, setExit: (code: number) => void): Comm
         keep: Boolean(o.keep),
         level: o.level,
         appCommand: [process.execPath, script, 'sandbox'],
+        invocation: cliInvocation(script),
         log: quiet
       })
       setExit(code)
@@ -554,13 +563,23 @@ export function buildProgram(log: Logger, setExit: (code: number) => void): Comm
     .command('history')
     .description('the rollback history log, or its report')
     .option('--report', 'count by level, mean duration, success rate')
-    .addOption(new Option('--format <format>', 'output format').choices(['text', 'markdown']).default('text'))
-    .action((o: { report?: boolean; format: 'text' | 'markdown' }) => {
+    .addOption(
+      new Option(
+        '--format <format>',
+        'text; markdown (the runbook table); prometheus (node_exporter textfile) or json: rollback metrics'
+      )
+        .choices(['text', 'markdown', 'prometheus', 'json'])
+        .default('text')
+    )
+    .option('--deployments <n>', 'deployments in the same period: gives the change failure rate', parseCount)
+    .action((o: { report?: boolean; format: string; deployments?: number }) => {
       const config = loadConfig(configPath(globals().config))
       const lines = existsSync(config.history.log)
         ? readFileSync(config.history.log, 'utf8').split('\n').filter(Boolean)
         : []
       if (o.format === 'markdown') return out().result(historyMarkdown(lines), { lines })
+      if (o.format === 'prometheus' || o.format === 'json')
+        return printMetrics(config, lines, o, (h, d) => out().result(h, d))
       if (!o.report)
         return out().result(
           lines.map(sanitizeLine).join('\n') || `no rollbacks yet (${config.history.log})`,
@@ -643,6 +662,8 @@ export function buildProgram(log: Logger, setExit: (code: number) => void): Comm
       runAppServer({ host: '127.0.0.1', ...o })
     )
 
+  registerInit(program, log, (human, data) => out().result(human, data))
+  registerDoctor(program, log, (human, data) => out().result(human, data), setExit)
   return program
 }
 

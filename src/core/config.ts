@@ -1,10 +1,16 @@
 import { z } from 'zod'
+import { unknownKeysHint } from './config-hints'
+import { notifySchema } from './notify'
 import { UserError } from './errors'
 
 /**
  * backout.yml: one file describes one service. The schema is the single source for validation, for the
  * defaults (the runbook's thresholds), for docs/config.md and for the JSON Schema editors complete against.
  */
+
+/** Outside the repository by default: a workflow's checkout (git clean) must not wipe locks or the seal key. */
+export const DEFAULT_STATE_DIR = '/var/lib/backout/<service>'
+export const DEFAULT_HISTORY_LOG = '<state.dir>/rollback_history.log'
 
 const argv = z
   .array(z.string().min(1))
@@ -215,13 +221,25 @@ export const configSchema = z
       })
       .strict(),
     state: z
-      .object({ dir: z.string().default('state').describe('locks, run records, last_safety_backup') })
+      .object({
+        dir: z
+          .string()
+          .default(DEFAULT_STATE_DIR)
+          .describe(
+            'locks, run records, the seal key: keep it outside any git checkout (a checkout may wipe it); <service> is the service name'
+          )
+      })
       .strict()
-      .default({ dir: 'state' }),
+      .default({ dir: DEFAULT_STATE_DIR }),
     history: z
-      .object({ log: z.string().default('rollback_history.log') })
+      .object({
+        log: z
+          .string()
+          .default(DEFAULT_HISTORY_LOG)
+          .describe("the runbook's rollback history log; <state.dir> is state.dir")
+      })
       .strict()
-      .default({ log: 'rollback_history.log' }),
+      .default({ log: DEFAULT_HISTORY_LOG }),
     thresholds: thresholds.default({
       errorRatePercent: { medium: 5, high: 10, critical: 50 },
       responseTimeSeconds: { medium: 2, high: 5 },
@@ -337,7 +355,8 @@ export const configSchema = z
         intervalSeconds: 5
       })
       .describe('the checks validate adds to the thresholds: ports, resources, logs, monitoring'),
-    smokeTest: argv.optional().describe('a command that exits 0 when the service works')
+    smokeTest: argv.optional().describe('a command that exits 0 when the service works'),
+    notify: notifySchema.optional()
   })
   .strict()
   .describe(
@@ -396,7 +415,10 @@ export function parseConfig(input: unknown, source: string): Config {
   if (result.success) return result.data
   const lines = result.error.issues.map(issue => {
     const key = issue.path.length ? issue.path.map(String).join('.') : '(top level)'
-    const received = issue.code === 'unrecognized_keys' ? '' : describeReceived(input, issue.path)
+    const received =
+      issue.code === 'unrecognized_keys'
+        ? unknownKeysHint(configSchema, issue.path, issue.keys)
+        : describeReceived(input, issue.path)
     return `  ${key}: ${issue.message}${received}`
   })
   throw new UserError(

@@ -125,6 +125,7 @@ function resolvePaths(cfg: Config, base: string): Config {
       systemd: t.systemd && { ...t.systemd, gitDir: ro(t.systemd.gitDir) }
     }
   }
+  const stateDir = r(cfg.state.dir.replace('<service>', cfg.service))
   const db = cfg.database
   let database = db
   if (db?.kind === 'sqlite') database = { ...db, path: r(db.path) }
@@ -151,7 +152,7 @@ function resolvePaths(cfg: Config, base: string): Config {
     data: cfg.data.map(d => ({ ...d, path: r(d.path) })),
     corruptionMarker: ro(cfg.corruptionMarker),
     backups: { ...cfg.backups, dir: r(cfg.backups.dir), sealKey: sealKey(cfg.backups.sealKey) },
-    state: { dir: r(cfg.state.dir) },
-    history: { log: r(cfg.history.log) }
+    state: { dir: stateDir },
+    history: { log: r(cfg.history.log.replace('<state.dir>', stateDir)) }
   }
 }

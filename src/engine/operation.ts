@@ -9,6 +9,7 @@ import { sanitizeLine } from '../core/sanitize'
 import { appendHistoryLine } from '../drivers/history-log'
 import { acquireLock } from '../drivers/lock'
 import { runSteps, type RunStepsOptions, type Step } from './run-steps'
+import { notifyRollback } from './notify-rollback'
 
 export interface OperationRequest {
   config: Config
@@ -68,6 +69,7 @@ export async function runOperation(req: OperationRequest): Promise<OperationResu
             `took over a stale lock${h ? ` left by PID ${h.pid} on ${h.host} (${h.operation}, started ${h.startedAt})` : ''}`
           )
       )
+  const notifier = notifyRollback(req.config, record, req.log)
   const startedMs = performance.now()
   let error: unknown
   try {
@@ -108,6 +110,7 @@ export async function runOperation(req: OperationRequest): Promise<OperationResu
       lock?.release()
     }
   }
+  await notifier.finish()
   return { record, error }
 }
 
