@@ -11,7 +11,7 @@ export interface HistoryMetrics {
   service: string
   environment: string
   total: number
-  byLevelStatus: { level: number; status: 'success' | 'failed'; count: number; durationSecondsSum: number }[]
+  byLevelStatus: { level: number; status: string; count: number; durationSecondsSum: number }[]
   timeToRestoreSeconds: { mean: number; median: number; max: number } | undefined
   dataLossWindowSeconds: { last: number; max: number } | undefined
   lastRollbackAt: string | undefined
