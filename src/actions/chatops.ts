@@ -2,10 +2,10 @@ import { existsSync, readFileSync } from 'node:fs'
 import { UserError } from '../core/errors'
 import type { RunRecord } from '../core/run-record'
 import { configPath } from '../drivers/config-file'
-import { createGitHubApi } from '../drivers/github'
 import { readRunRecord } from '../engine/operation'
 import { handleComment, resultReply, type CommentEvent } from '../engine/chatops'
 import type { ActionContext, ActionOutcome } from './action-runner'
+import { gitHubRepository } from './github-repository'
 
 /** The run id in a rollback action's `result` output (backout.action-result/v2), or undefined. */
 export function runIdOf(result: string): string | undefined {
@@ -39,17 +39,7 @@ export async function runChatOps(ctx: ActionContext<'chatops'>): Promise<ActionO
       'the event is not an issue_comment event — trigger this workflow on issue_comment',
       'bad_input'
     )
-  const api = createGitHubApi({
-    token,
-    baseUrl: process.env.GITHUB_API_URL ?? 'https://api.github.com',
-    owner,
-    repo,
-    logger: ctx.log
-  })
-  const server = process.env.GITHUB_SERVER_URL ?? 'https://github.com'
-  const runUrl = process.env.GITHUB_RUN_ID
-    ? `${server}/${owner}/${repo}/actions/runs/${process.env.GITHUB_RUN_ID}`
-    : undefined
+  const { api, runUrl } = gitHubRepository(token, ctx.log)
 
   const hasConfig = existsSync(configPath(ctx.input('config') || undefined))
   const mode = ctx.input('mode') || 'command'

@@ -3,8 +3,8 @@ import path from 'node:path'
 import { UserError } from '../core/errors'
 import { fleetOutcomes, fleetTable, parseFleetRow, type FleetRow } from '../core/fleet'
 import { INCIDENT_LABELS } from '../core/incident'
-import { createGitHubApi } from '../drivers/github'
 import type { ActionContext, ActionOutcome } from './action-runner'
+import { gitHubRepository } from './github-repository'
 
 /** Every file under dir (download-artifact puts each host's artifact in a folder of its own). */
 function filesUnder(dir: string): string[] {
@@ -44,19 +44,7 @@ export async function runFleetSummary(
     const token = ctx.input('token')
     if (!token) throw new UserError('input token: empty — pass a token with issues: write', 'bad_input')
     ctx.log.mask(token)
-    const [owner, repo] = (process.env.GITHUB_REPOSITORY ?? '').split('/')
-    if (!owner || !repo) throw new UserError('GITHUB_REPOSITORY is not set (owner/repo)', 'bad_input')
-    const api = createGitHubApi({
-      token,
-      baseUrl: process.env.GITHUB_API_URL ?? 'https://api.github.com',
-      owner,
-      repo,
-      logger: ctx.log
-    })
-    const server = process.env.GITHUB_SERVER_URL ?? 'https://github.com'
-    const runUrl = process.env.GITHUB_RUN_ID
-      ? `${server}/${owner}/${repo}/actions/runs/${process.env.GITHUB_RUN_ID}`
-      : undefined
+    const { api, runUrl } = gitHubRepository(token, ctx.log)
     await api.ensureLabels(INCIDENT_LABELS)
     issue = await api.createIssue(
       `Fleet Rollback: ${reason}`.slice(0, 250),

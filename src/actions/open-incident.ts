@@ -1,10 +1,13 @@
+import { existsSync, readFileSync } from 'node:fs'
 import { INCIDENT_LABELS } from '../core/incident'
 import { UserError } from '../core/errors'
+import { triggerFacts } from '../core/trigger-facts'
 import { workflowOutcome, type WorkflowOutcome } from '../core/workflow-outcome'
-import { createGitHubApi, type GitHubApi } from '../drivers/github'
+import type { GitHubApi } from '../drivers/github'
 import { openFreeze } from '../engine/deploy-freeze'
 import { openIncident } from '../engine/incident'
 import { readRunRecord } from '../engine/operation'
+import { gitHubRepository } from './github-repository'
 import type { ActionContext, ActionOutcome } from './action-runner'
 
 /** The issue for a rollback that did not run: what the workflow saw, said plainly. */
@@ -47,12 +50,6 @@ export async function runOpenIncident(
       'bad_input'
     )
   ctx.log.mask(token)
-  const [owner, repo] = (process.env.GITHUB_REPOSITORY ?? '').split('/')
-  if (!owner || !repo)
-    throw new UserError(
-      'GITHUB_REPOSITORY is not set (owner/repo) — run this action on GitHub Actions',
-      'bad_input'
-    )
   const runIdInput = ctx.input('run-id')
   if (runIdInput && !/^[0-9]{8}-[0-9]{6}-[a-z0-9]+$/.test(runIdInput))
     throw new UserError(
@@ -67,17 +64,7 @@ export async function runOpenIncident(
     )
   const outcome = workflowOutcome(ctx.input('jobs'), runIdInput)
   const reason = ctx.input('reason') || 'rollback'
-  const server = process.env.GITHUB_SERVER_URL ?? 'https://github.com'
-  const runUrl = process.env.GITHUB_RUN_ID
-    ? `${server}/${owner}/${repo}/actions/runs/${process.env.GITHUB_RUN_ID}`
-    : undefined
-  const api = createGitHubApi({
-    token,
-    baseUrl: process.env.GITHUB_API_URL ?? 'https://api.github.com',
-    owner,
-    repo,
-    logger: ctx.log
-  })
+  const { api, runUrl } = gitHubRepository(token, ctx.log)
   if (outcome.kind !== 'ran') {
     const issue = await fileNotRun(api, outcome, reason, runUrl)
     return {
@@ -95,7 +82,8 @@ export async function runOpenIncident(
     runUrl,
     sha: process.env.GITHUB_SHA,
     failedSha: ctx.input('failed-sha') || undefined,
-    owner: process.env.GITHUB_ACTOR
+    owner: process.env.GITHUB_ACTOR,
+    ...triggerFacts(readEvent())
   })
   // A rollback ran: nothing may redeploy the bad release until the incident is closed or unfrozen.
   const frozen = !record.dryRun && (record.status === 'success' || record.status === 'failed')
@@ -107,5 +95,16 @@ export async function runOpenIncident(
     outputs: { issue_number: result.issueNumber, issue_url: result.issueUrl, frozen },
     record,
     summary: `## 📣 Incident [#${result.issueNumber}](${result.issueUrl})\n\nStakeholder notification:\n\n\`\`\`\n${result.notification}\n\`\`\``
+  }
+}
+
+/** The triggering event (the caller's, in a reusable workflow); nothing when the runner gives none. */
+function readEvent(): unknown {
+  const file = process.env.GITHUB_EVENT_PATH
+  if (!file || !existsSync(file)) return undefined
+  try {
+    return JSON.parse(readFileSync(file, 'utf8'))
+  } catch {
+    return undefined
   }
 }

@@ -3,8 +3,8 @@ import path from 'node:path'
 import { parse as parseYaml } from 'yaml'
 import { UserError } from '../core/errors'
 import { approvalEnvironments, resolveRollbackTarget } from '../core/rollback-target'
-import { createGitHubApi } from '../drivers/github'
 import type { ActionContext, ActionOutcome } from './action-runner'
+import { gitHubRepository } from './github-repository'
 
 /**
  * preflight, the first job of rollback.yml (on a GitHub-hosted runner: it needs no host): which runner and
@@ -36,19 +36,7 @@ export async function runPreflight(ctx: ActionContext<'preflight'>): Promise<Act
   const token = ctx.input('token')
   if (!token) throw new UserError('input token: empty — pass github.token (needs actions: read)', 'bad_input')
   ctx.log.mask(token)
-  const [owner, repo] = (process.env.GITHUB_REPOSITORY ?? '').split('/')
-  if (!owner || !repo)
-    throw new UserError(
-      'GITHUB_REPOSITORY is not set (owner/repo) — run this action on GitHub Actions',
-      'bad_input'
-    )
-  const api = createGitHubApi({
-    token,
-    baseUrl: process.env.GITHUB_API_URL ?? 'https://api.github.com',
-    owner,
-    repo,
-    logger: ctx.log
-  })
+  const { api } = gitHubRepository(token, ctx.log)
   const problems: string[] = []
   const rows: string[] = []
   for (const name of envs) {

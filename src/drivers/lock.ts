@@ -1,3 +1,4 @@
+import { AsyncLocalStorage } from 'node:async_hooks'
 import { randomBytes } from 'node:crypto'
 import { linkSync, mkdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs'
 import { hostname } from 'node:os'
@@ -24,6 +25,8 @@ export interface LockHolder {
 export interface Lock {
   holder: LockHolder
   release(): void
+  /** Runs fn as the lock's holder: a nested acquire of the same lock inside it (a rollback's safety snapshot) holds it already. */
+  run<T>(fn: () => Promise<T>): Promise<T>
 }
 
 /** The start time of a process (clock ticks since boot), undefined when it does not run or /proc is not there. */
@@ -97,8 +100,12 @@ function linkExclusive(file: string, content: string): boolean {
   }
 }
 
-/** Locks this process holds (lock file → count): a nested acquire (a snapshot inside a rollback) holds it already. */
-const held = new Map<string, { holder: LockHolder; count: number }>()
+/**
+ * The locks the current async context holds (lock file → holder): set by Lock.run, so that only work started by the
+ * holder — a rollback's safety snapshot — nests inside it. Another operation in the same process is refused as one
+ * in another process is.
+ */
+const heldHere = new AsyncLocalStorage<ReadonlyMap<string, LockHolder>>()
 
 /**
  * Takes the service's lock: the holder (host, PID, its start time) is written to a temp file that is then hard-linked
@@ -106,7 +113,7 @@ const held = new Map<string, { holder: LockHolder; count: number }>()
  * holder → LockHeldError (exit 3) naming host, PID and age. A stale lock (its process is gone, or its PID now belongs
  * to another process) is removed under a second short-lived lock (`<service>.lock.break`) — only the inode that was
  * judged stale is removed (compared by content, which a random token makes unique), so a contender never removes a lock just taken — and said so through onStale.
- * Within one process the lock is reentrant: a snapshot taken during a rollback runs under the rollback's lock.
+ * Inside Lock.run the lock is reentrant: a snapshot taken during a rollback runs under the rollback's lock.
  */
 export function acquireLock(
   stateDir: string,
@@ -116,11 +123,8 @@ export function acquireLock(
 ): Lock {
   mkdirSync(stateDir, { recursive: true })
   const file = path.join(stateDir, `${service}.lock`)
-  const mine = held.get(file)
-  if (mine) {
-    mine.count++
-    return { holder: mine.holder, release: () => void mine.count-- }
-  }
+  const mine = heldHere.getStore()?.get(file)
+  if (mine) return { holder: mine, release: () => undefined, run: fn => fn() }
   const holder: LockHolder = {
     host: hostname(),
     pid: process.pid,
@@ -133,13 +137,10 @@ export function acquireLock(
   const content = JSON.stringify(holder)
   for (let attempt = 0; attempt < 5; attempt++) {
     if (linkExclusive(file, content)) {
-      const entry = { holder, count: 1 }
-      held.set(file, entry)
       return {
         holder,
+        run: fn => heldHere.run(new Map([...(heldHere.getStore() ?? []), [file, holder]]), fn),
         release: () => {
-          if (--entry.count > 0) return
-          held.delete(file)
           const current = readHolder(file).holder
           if (current && current.pid === holder.pid && current.host === holder.host)
             rmSync(file, { force: true })

@@ -24,10 +24,12 @@ import {
   describeRestorePath,
   extractDrill,
   localCluster,
+  convergeInterruptedRestore,
   restoreDatabase,
   restoresPhysically,
   type DatabaseRestoreResult
 } from './database-backup'
+import { readSwapJournal } from '../drivers/postgres/restore-swap'
 import type { LevelSteps } from './rollback-request'
 import type { Step } from './run-steps'
 import { activeColor, targetReady, type Service } from './service'
@@ -243,7 +245,15 @@ export const level3Steps: LevelSteps = (service, record, req) => {
         const b = need()
         // A resumed run reuses the interrupted run's emergency snapshot: the database it finds may be the one that run
         // stopped or half restored.
-        if (!reusableSnapshot(b)) await databaseReachable(config, req.allowUncapturedDatabase === true, log)
+        // An interrupted restore's swap is put back first: until then its cluster may have no data directory, and
+        // the database is not expected to answer (a dry run changes nothing, so it leaves the swap to the real run).
+        const swapPending =
+          config.database?.kind === 'postgres' &&
+          config.database.dataDir !== undefined &&
+          readSwapJournal(config.database.dataDir) !== undefined
+        if (swapPending && !req.dryRun) await convergeInterruptedRestore(service, log)
+        if (!reusableSnapshot(b) && !(swapPending && req.dryRun))
+          await databaseReachable(config, req.allowUncapturedDatabase === true, log)
         // The reads that take time run at once (2 vCPUs: zstd and tar in children, pg_verifybackup, the hashing in
         // this process): the data archives extracted beside their directories, and the database capture (dump
         // readable, base backup extracted and verified). Each streams its archive through sha256 on the way, so the

@@ -82,14 +82,16 @@ export async function runOperation(req: OperationRequest): Promise<OperationResu
       record.status = 'running'
       journal(req.config, record)
     }
-    await runSteps(record, req.steps(record), {
-      dryRun: req.dryRun,
-      log: req.log,
-      rtoSeconds: req.rtoSeconds,
-      confirm: req.confirm,
-      crashAfterStep: req.crashAfterStep,
-      onStep: () => lock && journal(req.config, record)
-    })
+    const steps = (): Promise<void> =>
+      runSteps(record, req.steps(record), {
+        dryRun: req.dryRun,
+        log: req.log,
+        rtoSeconds: req.rtoSeconds,
+        confirm: req.confirm,
+        crashAfterStep: req.crashAfterStep,
+        onStep: () => lock && journal(req.config, record)
+      })
+    await (lock ? lock.run(steps) : steps())
     if (record.status === 'running') record.status = 'success'
   } catch (e) {
     error = e

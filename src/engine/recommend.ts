@@ -51,7 +51,12 @@ export interface RecommendFacts {
 }
 
 /** Dry-runs one level quietly (no lock, no record, nothing changed) and says whether its plan passes. */
-export async function dryRunLevel(service: Service, level: Level, target?: string): Promise<LevelCheck> {
+export async function dryRunLevel(
+  service: Service,
+  level: Level,
+  target?: string,
+  allowUncapturedDatabase = false
+): Promise<LevelCheck> {
   const quiet: Service = { ...service, log: new MemoryLogger() }
   try {
     const { record, error } = await rollback(quiet, {
@@ -59,6 +64,7 @@ export async function dryRunLevel(service: Service, level: Level, target?: strin
       target,
       reason: 'backout recommendation check (dry run)',
       dryRun: true,
+      allowUncapturedDatabase,
       confirm: () => Promise.resolve(false)
     })
     if (error === undefined && record.status === 'planned')
@@ -110,8 +116,8 @@ export function targetStartCommand(config: Config, color: Color): string {
   return `start ${color} ${t.version}`
 }
 
-const levelCommand = (level: Level, target?: string): string =>
-  `backout rollback --level ${level}${target ? ` --target ${target}` : ''}`
+const levelCommand = (level: Level, target?: string, allowUncapturedDatabase = false): string =>
+  `backout rollback --level ${level}${target ? ` --target ${target}` : ''}${allowUncapturedDatabase ? ' --allow-uncaptured-database' : ''}`
 
 /**
  * The recommendation, in the runbook's order: a security hold first (nothing restarts until released; then Level 3
@@ -166,14 +172,18 @@ export async function recommend(service: Service, facts: RecommendFacts): Promis
   }
 
   if (facts.databaseDown) {
-    const fallback = await firstPassing(service, facts.wanted ?? 3, checked)
+    // A database that will not start cannot be captured first: the fallback is Level 3 with the logged override
+    // (Level 3 refuses to replace a database it could not copy unless told so).
+    const fallback = await firstPassing(service, facts.wanted ?? 3, checked, true)
     return {
       action: 'start-database',
       level: fallback?.level ?? null,
       commands: [
         databaseStartCommand(config),
         ...(fallback
-          ? [`${levelCommand(fallback.level)}   # only if it does not start or its data is damaged`]
+          ? [
+              `${levelCommand(fallback.level, undefined, fallback.level === 3)}   # only if it does not start or its data is damaged`
+            ]
           : [])
       ],
       why:
@@ -230,10 +240,11 @@ export async function recommend(service: Service, facts: RecommendFacts): Promis
 async function firstPassing(
   service: Service,
   from: Level,
-  checked: LevelCheck[]
+  checked: LevelCheck[],
+  databaseDown = false
 ): Promise<LevelCheck | undefined> {
   for (const level of ([1, 2, 3] as const).filter(l => l >= from)) {
-    const check = await dryRunLevel(service, level)
+    const check = await dryRunLevel(service, level, undefined, databaseDown && level === 3)
     checked.push(check)
     if (check.ok) return check
   }

@@ -4,12 +4,17 @@ import { createService, targetReady, type Service } from '../../src/engine/servi
 import { runCli, startSandbox, type TestSandbox } from '../support/cli'
 
 /** Starts the stopped target again, so that Level 1 can switch back to it. */
+/**
+ * The bad release deployed again: both targets running and green live, so the next Level 1 goes the same way as the
+ * last one (v2.5.0 → v2.4.9) — a Level 1 back to the release just rolled away from is refused.
+ */
 async function startStopped(service: Service): Promise<void> {
   for (const color of ['blue', 'green'] as const) {
     await service.runtime.start(color)
     for (let i = 0; i < 100 && !(await targetReady(service.config, color)).ready; i++)
       await new Promise(r => setTimeout(r, 100))
   }
+  await service.nginx.switchUpstream(service.config.targets.green.upstream, 'test: v2.5.0 deployed again')
 }
 
 /** The runbook's post-rollback monitoring on a real sandbox: a short configured window, a live line per reading. */
@@ -68,7 +73,6 @@ test('after Level 1: live error rate and p95 lines for the configured window, th
 
   // `backout monitor` on its own fails on a sustained breach: green (30 % errors) is live again.
   await startStopped(service)
-  expect((await runCli(['--config', sb.config, 'rollback', '--level', '1', '--auto-confirm'])).code).toBe(0)
   const watch = await runCli(['--config', sb.config, 'monitor', '--seconds', '2', '--interval', '1'])
   expect(watch.code).toBe(1)
   expect(watch.stdout).toMatch(/monitoring FAILED at \d+ s: two readings in a row over the thresholds/)

@@ -117,7 +117,7 @@ test('start and success reach Slack (Block Kit), Teams (Adaptive Card) and a JSO
       ]
     })
     expect(JSON.stringify(slack[1])).toContain('Subject: Production Rollback - spacetime')
-    expect(JSON.stringify(slack[1])).toContain('All services healthy')
+    expect(JSON.stringify(slack[1])).toContain('Rollback completed successfully')
     const teams = received.find(r => r.path === '/teams')!.body as {
       type: string
       attachments: {

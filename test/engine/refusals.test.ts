@@ -148,7 +148,7 @@ test('Level 3 whose emergency snapshot cannot capture the database is refused be
   expect(replacedDirs(sb.dir)).toEqual([])
   expect(readFileSync(path.join(sb.dir, 'data/godot/world.json')).equals(data)).toBe(true)
   expect(history(sb.dir)).toMatch(
-    /LEVEL=3 .*STATUS=failed REASON="corrupt — refused: the emergency snapshot \S+ did not capture/
+    /LEVEL=3 .*STATUS=refused REASON="corrupt — refused: the emergency snapshot \S+ did not capture/
   )
 
   // The operator's explicit override: recorded in the history; the restore goes on (to the release snapshot, taken
