@@ -93,6 +93,12 @@ function clusterLog(config: Config): string {
   return path.join(dir, 'postgres.log')
 }
 
+/** Whether a physical restore's swap was interrupted (its journal is there): convergeInterruptedRestore puts it back. */
+export function interruptedRestorePending(config: Config): boolean {
+  const db = config.database
+  return db?.kind === 'postgres' && db.dataDir !== undefined && readSwapJournal(db.dataDir) !== undefined
+}
+
 /**
  * Converges a physical restore that was interrupted (a kill before any rename of its swap, during the replay):
  * the original data directory back and running as it was, before anything else looks at the cluster. Without it a
@@ -103,7 +109,7 @@ export async function convergeInterruptedRestore(
   log: Logger = service.log
 ): Promise<boolean> {
   const db = service.config.database
-  if (db?.kind !== 'postgres' || !db.dataDir || !readSwapJournal(db.dataDir)) return false
+  if (db?.kind !== 'postgres' || !db.dataDir || !interruptedRestorePending(service.config)) return false
   const { cluster } = localCluster(db)
   if (!cluster) return false
   log.warn(`a restore of ${db.dataDir} was interrupted: putting the original data directory back first`)

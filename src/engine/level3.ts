@@ -25,11 +25,11 @@ import {
   extractDrill,
   localCluster,
   convergeInterruptedRestore,
+  interruptedRestorePending,
   restoreDatabase,
   restoresPhysically,
   type DatabaseRestoreResult
 } from './database-backup'
-import { readSwapJournal } from '../drivers/postgres/restore-swap'
 import type { LevelSteps } from './rollback-request'
 import type { Step } from './run-steps'
 import { activeColor, targetReady, type Service } from './service'
@@ -247,10 +247,7 @@ export const level3Steps: LevelSteps = (service, record, req) => {
         // stopped or half restored.
         // An interrupted restore's swap is put back first: until then its cluster may have no data directory, and
         // the database is not expected to answer (a dry run changes nothing, so it leaves the swap to the real run).
-        const swapPending =
-          config.database?.kind === 'postgres' &&
-          config.database.dataDir !== undefined &&
-          readSwapJournal(config.database.dataDir) !== undefined
+        const swapPending = interruptedRestorePending(config)
         if (swapPending && !req.dryRun) await convergeInterruptedRestore(service, log)
         if (!reusableSnapshot(b) && !(swapPending && req.dryRun))
           await databaseReachable(config, req.allowUncapturedDatabase === true, log)

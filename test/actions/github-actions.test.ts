@@ -81,11 +81,20 @@ test('open-incident: one incident issue after three runs, post-mortem comment, d
   })
   expect(rollback.outputs.decision).toBe('rolled_back')
 
+  // The caller's event (a reusable workflow sees the caller's): the failed deploy run, when it concluded.
+  const eventFile = path.join(sb.dir, 'workflow-run-event.json')
+  const failedRun = 'https://github.com/Codertocat/Hello-World/actions/runs/9001'
+  writeFileSync(
+    eventFile,
+    JSON.stringify({
+      workflow_run: { conclusion: 'failure', html_url: failedRun, updated_at: '2020-01-01T00:00:00Z' }
+    })
+  )
   for (let i = 0; i < 3; i++) {
     const run = await runAction(
       'open-incident',
       { config: sb.config, token: TOKEN, 'run-id': rollback.outputs.run_id!, 'failed-sha': failedSha },
-      githubEnv()
+      githubEnv({ GITHUB_EVENT_PATH: eventFile })
     )
     expect(run.code).toBe(0)
     expect(run.outputs.decision).toBe(i === 0 ? 'incident_opened' : 'incident_updated')
@@ -105,6 +114,8 @@ test('open-incident: one incident issue after three runs, post-mortem comment, d
   expect(issue.labels.map(l => l.name).sort()).toEqual(['incident', 'rollback', 'sandbox'])
   expect(issue.body).toContain('v2.5.0')
   expect(issue.body).toContain('https://github.com/Codertocat/Hello-World/actions/runs/4242')
+  expect(issue.body).toMatch(/Failed deployment run: .*actions\/runs\/9001/)
+  expect(issue.body).toContain('2020-01-01 00:00:00')
   expect(repo.labels.map(l => l.name).sort()).toEqual(['incident', 'rollback', 'sandbox'])
   // the post-mortem once, then a comment per re-run
   expect(repo.comments).toHaveLength(3)
