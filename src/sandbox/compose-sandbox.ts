@@ -301,7 +301,7 @@ export async function composeSandboxUp(options: ComposeSandboxOptions): Promise<
         cfg.targets.green.upstream,
         `active=green version=${APP_VERSIONS.green} (sandbox deployment)`
       )
-      await confirmServedBy(service, 'green', cfg.health.confirmRequests, AbortSignal.timeout(10_000))
+      await confirmServedBy(service, 'green', cfg.health.confirmRequests, AbortSignal.timeout(30_000))
       log.info(
         `deployed green ${APP_VERSIONS.green} (project ${PROJECTS.green}: ${up}): migration 105 applied, ` +
           `nginx → green (${((Date.now() - began) / 1000).toFixed(1)}s)`

@@ -232,7 +232,7 @@ export async function sandboxUp(options: SandboxOptions): Promise<SandboxState> 
     const backup = await takeSnapshot(service, { safety: false })
     log.info(`release record of blue ${VERSIONS.blue} before the deployment: backup ${backup.id}`)
     await deployGreen(cfg.nginx, state)
-    await confirmServedBy(service, 'green', cfg.health.confirmRequests, AbortSignal.timeout(10_000))
+    await confirmServedBy(service, 'green', cfg.health.confirmRequests, AbortSignal.timeout(30_000))
     log.info(`deployed green ${VERSIONS.green}: migration 105 applied, nginx → green`)
   }
   return state
